@@ -1,0 +1,1 @@
+"""Collectors: turn packets into flow records and protocol events (facts, never judgements)."""

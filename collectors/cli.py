@@ -1,0 +1,132 @@
+"""``parkwatch flows``: captures in, flow records out (plus ARP events and weirds on request)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import IO
+
+import click
+
+import collectors.services  # noqa: F401  (port bindings)
+from collectors.pipeline import FlowPipeline, RunStats
+from parkwatch.config import load_settings
+from parkwatch.errors import CaptureError
+from parkwatch.schema import FlowRecord, Record
+from parkwatch.sinks import SINKS
+from parkwatch.topology import load_topology
+
+
+def _capture_size(paths: list[str]) -> int:
+    return sum(os.path.getsize(p) for p in paths if p != "-" and os.path.isfile(p))
+
+
+@click.command("flows")
+@click.argument("captures", nargs=-1, required=True)
+@click.option(
+    "--topology",
+    "topology",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Park topology YAML (default: RFC 1918/ULA internal, one enterprise).",
+)
+@click.option("--vantage", default=None, help="Vantage point (collector) id.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "table"]), default="jsonl", show_default=True
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default="-",
+    help="Output file ('-' = stdout).",
+)
+@click.option(
+    "--events",
+    "events_out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write ARP events and weirds (JSON lines) to this file.",
+)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Settings YAML (defaults < file < PARKWATCH_* env < flags).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar (default: on when stderr is a terminal).",
+)
+def flows_command(
+    captures: tuple[str, ...],
+    topology: str | None,
+    vantage: str | None,
+    fmt: str,
+    out: str,
+    events_out: str | None,
+    config: str | None,
+    progress: bool | None,
+) -> None:
+    """Read CAPTURES (pcap, pcapng, .gz, '-' for stdin) and print bidirectional flow records.
+
+    A summary line (packets, flows, weird, seconds, packets/s) goes to stderr.
+    """
+    settings = load_settings(config, vantage=vantage, topology=Path(topology) if topology else None)
+    topo = load_topology(settings.topology)
+    topo.vantage(settings.vantage)  # an unknown vantage id is an error (named ids listed)
+    for path in captures:
+        if path != "-" and not os.path.exists(path):
+            raise CaptureError("no such capture file", file=path)
+    pipeline = FlowPipeline(settings, topo)
+    out_fh: IO[bytes] = sys.stdout.buffer if out == "-" else open(out, "wb")  # noqa: SIM115
+    ev_fh: IO[bytes] | None = open(events_out, "wb") if events_out else None  # noqa: SIM115
+    sink = SINKS.get(fmt)(out_fh)
+    ev_sink = SINKS.get("jsonl")(ev_fh) if ev_fh else None
+
+    def emit(rec: Record) -> None:
+        if isinstance(rec, FlowRecord):
+            sink.write(rec)
+        elif ev_sink is not None:
+            ev_sink.write(rec)
+
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        if show:
+            with click.progressbar(
+                length=max(_capture_size(list(captures)) // 1000, 1),
+                label="packets",
+                file=sys.stderr,
+                show_pos=False,
+            ) as bar:
+                done = [0]
+
+                def tick(n: int) -> None:
+                    done[0] += n
+                    bar.label = f"{done[0]:,} packets"
+                    bar.update(0)
+
+                stats = pipeline.run(captures, emit, progress=tick)
+        else:
+            stats = pipeline.run(captures, emit)
+    finally:
+        sink.close()
+        if ev_sink is not None:
+            ev_sink.close()
+        if out_fh is not sys.stdout.buffer:
+            out_fh.close()
+        if ev_fh is not None:
+            ev_fh.close()
+    click.echo(summary(stats), err=True)
+
+
+def summary(st: RunStats) -> str:
+    """The one-line run summary."""
+    return (
+        f"parkwatch flows: {st.packets:,} packets ({st.ip:,} ip, {st.arp:,} arp, "
+        f"{st.other:,} other), {st.flows:,} flows, {st.weird + st.capture_weird:,} weird, "
+        f"{st.seconds:.2f} s, {st.pps:,.0f} packets/s"
+    )

@@ -1,0 +1,445 @@
+"""Bidirectional flow table fed with decoded batches.
+
+Per batch, packets are grouped by canonical 5-tuple (+VLANs) with one sort of a 64-bit key hash
+(verified against the full key), cut into per-flow *segments*, and every segment is folded into
+its slot with ``reduceat``. Only groups that might end a flow inside the batch (idle gap, FIN/RST
+then a new SYN, active timeout) go through an exact per-packet Python loop; the rest never do.
+Ended flows are released to the caller in end-time order (see :meth:`FlowTable.add`).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from collectors.communityid import ICMP4_PAIRS, ICMP6_PAIRS
+from collectors.decode import FRAG_FIRST, FRAG_LATER, KIND_IP, KIND_WEIRD, Decoded, weird_code
+from collectors.flowemit import Emitter
+from collectors.slots import NEVER, NL, Slots
+from parkwatch.config import FlowSettings
+from parkwatch.schema import FlowRecord
+
+FIN, SYN, RST, ACK = 1, 2, 4, 16
+NS = 1_000_000_000
+_M1, _M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9)
+_COUNTER = np.arange(256, dtype=np.int64)
+for _t, _c in ICMP4_PAIRS.items():
+    _COUNTER[_t] = _c
+_COUNTER6 = np.arange(256, dtype=np.int64)
+for _t, _c in ICMP6_PAIRS.items():
+    _COUNTER6[_t] = _c
+_PAIRED4 = np.isin(np.arange(256), list(ICMP4_PAIRS))
+_PAIRED6 = np.isin(np.arange(256), list(ICMP6_PAIRS))
+
+
+@dataclass
+class FlowStats:
+    """Counters of one flow table; every IP packet ends in a flow or in ``weird``."""
+
+    ip_packets: int = 0
+    fragments: int = 0
+    orphan_fragments: int = 0
+    flows: int = 0
+    evicted: int = 0
+    slow_groups: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class FlowTable:
+    """Flow state for one vantage point; ``add`` batches, ``flush`` at the end of capture."""
+
+    def __init__(self, settings: FlowSettings, emitter: Emitter) -> None:
+        self.cfg = settings
+        self.emit = emitter
+        self.slots = Slots()
+        self.index: dict[tuple[int, ...], int] = {}
+        self.frags: dict[tuple[int, ...], tuple[int, int, int]] = {}
+        self.stats = FlowStats()
+        self._pending: list[tuple[int, int, FlowRecord]] = []
+        self._seq = 0
+        idle = np.full(256, settings.other_idle, dtype=np.float64)
+        idle[6], idle[17] = settings.tcp_idle, settings.udp_idle
+        idle[1] = idle[58] = settings.icmp_idle
+        self._idle = (idle * NS).astype(np.int64)
+        self._linger = int(settings.tcp_close_linger * NS)
+        self._active = int(settings.active_timeout * NS)
+        self.now = -NEVER
+
+    # -- public -------------------------------------------------------------------------
+    def add(self, d: Decoded) -> list[FlowRecord]:
+        """Fold a decoded batch in; return flows that ended and can be released in order."""
+        sel = np.nonzero(d.kind == KIND_IP)[0]
+        if len(sel):
+            sel = self._fragments(d, sel)
+        if len(sel):
+            self.stats.ip_packets += len(sel)
+            self._fold(d, sel)
+            self.now = max(self.now, int(d.raw.ts_ns[sel].max()))
+        self._expire()
+        return self._release(self._watermark())
+
+    def flush(self) -> list[FlowRecord]:
+        """End every open flow (end of capture) and release everything pending."""
+        live = np.nonzero(self.slots.active)[0]
+        self._end(live, "end_of_capture")
+        return self._release(NEVER)
+
+    @property
+    def active_flows(self) -> int:
+        return len(self.index)
+
+    # -- fragments ------------------------------------------------------------------------
+    def _fragments(self, d: Decoded, sel: np.ndarray) -> np.ndarray:
+        fr = np.nonzero(d.frag[sel] != 0)[0]
+        if not len(fr):
+            return sel
+        self.stats.fragments += len(fr)
+        drop = []
+        for i in sel[fr].tolist():
+            key = (
+                int(d.ver[i]),
+                int(d.src_hi[i]),
+                int(d.src_lo[i]),
+                int(d.dst_hi[i]),
+                int(d.dst_lo[i]),
+                int(d.proto[i]),
+                int(d.ip_id[i]),
+            )
+            if d.frag[i] == FRAG_FIRST:
+                if len(self.frags) > 65536:
+                    self.frags.pop(next(iter(self.frags)))
+                self.frags[key] = (int(d.sport[i]), int(d.dport[i]), int(d.flags[i]))
+            elif d.frag[i] == FRAG_LATER:
+                got = self.frags.get(key)
+                if got is None:
+                    d.kind[i] = KIND_WEIRD
+                    d.weird[i] = weird_code("fragment_without_first_fragment")
+                    self.stats.orphan_fragments += 1
+                    drop.append(i)
+                else:
+                    d.sport[i], d.dport[i] = got[0], got[1]
+        if drop:
+            sel = sel[~np.isin(sel, drop)]
+        return sel
+
+    # -- folding ----------------------------------------------------------------------------
+    def _fold(self, d: Decoded, sel: np.ndarray) -> None:
+        ver = d.ver[sel].astype(np.int64)
+        proto = d.proto[sel].astype(np.int64)
+        shi, slo, dhi, dlo = d.src_hi[sel], d.src_lo[sel], d.dst_hi[sel], d.dst_lo[sel]
+        sp, dp = d.sport[sel], d.dport[sel]
+        icmp4, icmp6 = proto == 1, proto == 58
+        if icmp4.any() or icmp6.any():  # key request/reply as one flow (type, counterpart)
+            sp, dp = sp.copy(), dp.copy()
+            for m, ctr, paired in ((icmp4, _COUNTER, _PAIRED4), (icmp6, _COUNTER6, _PAIRED6)):
+                pm = m & paired[sp & 0xFF]
+                dp[pm] = ctr[sp[pm] & 0xFF]
+        fwd = (shi < dhi) | ((shi == dhi) & ((slo < dlo) | ((slo == dlo) & (sp <= dp))))
+        a_hi, b_hi = np.where(fwd, shi, dhi), np.where(fwd, dhi, shi)
+        a_lo, b_lo = np.where(fwd, slo, dlo), np.where(fwd, dlo, slo)
+        a_p, b_p = np.where(fwd, sp, dp), np.where(fwd, dp, sp)
+        vlan = d.vlan[sel].astype(np.int64)
+        vlan2 = d.vlan_inner[sel].astype(np.int64)
+        h = a_hi * _M1
+        for part in (
+            a_lo,
+            b_hi,
+            b_lo,
+            ((a_p << 32) | (b_p << 16) | proto).astype(np.uint64),
+            (((vlan + 1) << 16) | (vlan2 + 1)).astype(np.uint64),
+        ):
+            h = (h ^ part) * _M2
+            h ^= h >> np.uint64(31)
+        order = np.argsort(h, kind="stable")
+        hs = h[order]
+        n = len(order)
+        brk = np.empty(n, dtype=bool)
+        brk[0] = True
+        np.not_equal(hs[1:], hs[:-1], out=brk[1:])
+        cols = [a_hi, a_lo, b_hi, b_lo, a_p, b_p, proto, vlan, vlan2]
+        cols = [c[order] for c in cols]
+        gstart = np.flatnonzero(brk)
+        gid = np.cumsum(brk) - 1
+        same = np.ones(n, dtype=bool)
+        for c in cols:
+            same &= c == c[gstart][gid]
+        if not same.all():  # 64-bit hash collision inside the batch: exact grouping instead
+            st = np.rec.fromarrays(cols)
+            _, inv = np.unique(st, return_inverse=True)
+            order = order[np.argsort(inv.ravel(), kind="stable")]
+            cols = [c[np.argsort(inv.ravel(), kind="stable")] for c in cols]
+            brk[1:] = np.any([c[1:] != c[:-1] for c in cols], axis=0)
+            gstart, gid = np.flatnonzero(brk), np.cumsum(brk) - 1
+        reps = [c[gstart].tolist() for c in cols]
+        keys = list(zip(*reps, strict=True))
+        get = self.index.get
+        slot_g = np.array([get(k, -1) for k in keys], dtype=np.int64)
+        psel = sel[order]
+        pk = _Packets(d, psel, fwd[order], ver[order], cols, gstart, gid)
+        self._segment_and_fold(pk, slot_g, keys)
+
+    def _segment_and_fold(
+        self, pk: _Packets, slot_g: np.ndarray, keys: list[tuple[int, ...]]
+    ) -> None:
+        s = self.slots
+        ts, gstart, gid = pk.ts, pk.gstart, pk.gid
+        known = slot_g >= 0
+        sg = np.where(known, slot_g, 0)
+        prev = np.empty_like(ts)
+        prev[1:] = ts[:-1]
+        prev[gstart] = np.where(known, s.last_ts[sg], ts[gstart])
+        gap = ts - prev
+        tcp = pk.proto == 6
+        finrst = tcp & ((pk.flags & (FIN | RST)) != 0)
+        cum = np.cumsum(finrst)
+        before = cum - finrst - (cum - finrst)[gstart][gid]
+        closed_g = known & ((s.flags[sg] & (FIN | RST)).any(axis=1))
+        maybe_closed = (before > 0) | closed_g[gid]
+        pure_syn = tcp & ((pk.flags & (SYN | ACK | RST | FIN)) == SYN)
+        first_g = np.where(known, s.first_ts[sg], ts[gstart])
+        cand = (gap > self._idle[pk.proto]) | (ts - first_g[gid] > self._active)
+        cand |= maybe_closed & ((gap > self._linger) | pure_syn)
+        splits: dict[int, str] = {}  # sorted position where a new flow starts -> why the old ended
+        if cand.any():
+            for g in np.unique(gid[cand]).tolist():
+                self._exact(pk, g, int(slot_g[g]), splits)
+        seg_start = np.union1d(gstart, np.fromiter(splits, dtype=np.int64, count=len(splits)))
+        seg_g = gid[seg_start]
+        first_in_g = seg_start == gstart[seg_g]
+        cont = first_in_g & known[seg_g]
+        ended_at_start = [p for p in splits if p == gstart[gid[p]] and known[gid[p]]]
+        if ended_at_start:  # an existing flow ends before this batch's first packet of it
+            old = slot_g[gid[ended_at_start]]
+            cont &= ~np.isin(seg_start, ended_at_start)
+            self._end_grouped(old, [splits[p] for p in ended_at_start])
+            for p in ended_at_start:
+                del splits[p]
+        slot_of = np.where(cont, slot_g[seg_g], -1)
+        is_new = slot_of < 0
+        new = np.nonzero(is_new)[0]
+        if len(new):
+            fresh = s.take(len(new))
+            slot_of[new] = fresh
+            self._init_slots(pk, fresh, seg_start[new])
+        self._accumulate(pk, seg_start, slot_of)
+        last_seg = np.append(seg_g[1:] != seg_g[:-1], True)
+        for j in np.nonzero(last_seg & is_new)[0]:
+            self.index[keys[int(seg_g[j])]] = int(slot_of[j])  # newest flow of the key
+        if splits:  # segments that ended inside the batch: the next segment started a new flow
+            pos = np.searchsorted(seg_start, list(splits)) - 1
+            self._end_grouped(slot_of[pos], list(splits.values()), reindex=False)
+
+    def _exact(self, pk: _Packets, g: int, slot: int, splits: dict[int, str]) -> None:
+        """Walk one group's packets in order and record where flows end (rare path)."""
+        self.stats.slow_groups += 1
+        s = self.slots
+        lo = int(pk.gstart[g])
+        hi = int(pk.gstart[g + 1]) if g + 1 < len(pk.gstart) else len(pk.ts)
+        ts = pk.ts[lo:hi].tolist()
+        fl = pk.flags[lo:hi].tolist()
+        fw = pk.fwd[lo:hi].tolist()
+        tcp = int(pk.proto[lo]) == 6
+        idle = int(self._idle[int(pk.proto[lo])])
+        if slot >= 0:
+            first, last = int(s.first_ts[slot]), int(s.last_ts[slot])
+            fa, fb = bool(s.flags[slot, 0] & FIN), bool(s.flags[slot, 1] & FIN)
+            rst = bool((s.flags[slot] & RST).any())
+        else:
+            first = last = ts[0]
+            fa = fb = rst = False
+        for i, t in enumerate(ts):
+            closed = rst or (fa and fb)
+            why = None
+            if t - last > (self._linger if closed else idle):
+                why = "rst" if rst else "fin" if (fa or fb) else "idle_timeout"
+            elif closed and tcp and (fl[i] & (SYN | ACK | RST | FIN)) == SYN:
+                why = "rst" if rst else "fin"
+            elif t - first > self._active:
+                why = "active_timeout"
+            if why is not None and (i > 0 or slot >= 0):
+                splits[lo + i] = why
+                first, fa, fb, rst = t, False, False, False
+            last = t
+            if tcp:
+                f = fl[i]
+                if f & FIN:
+                    fa, fb = (True, fb) if fw[i] else (fa, True)
+                rst = rst or bool(f & RST)
+
+    def _init_slots(self, pk: _Packets, idx: np.ndarray, at: np.ndarray) -> None:
+        s = self.slots
+        for name, col in zip(
+            ("a_hi", "a_lo", "b_hi", "b_lo", "a_port", "b_port", "proto", "vlan", "vlan_inner"),
+            pk.cols,
+            strict=True,
+        ):
+            getattr(s, name)[idx] = col[at]
+        s.ver[idx] = pk.ver[at]
+        fwd = pk.fwd[at]
+        s.first_dir[idx] = np.where(fwd, 0, 1)
+        s.first_frame[idx] = pk.frame[at]
+        s.first_ts[idx] = pk.ts[at]
+        src, dst = pk.src_mac[at], pk.dst_mac[at]
+        s.mac_a[idx] = np.where(fwd, src, dst)
+        s.mac_b[idx] = np.where(fwd, dst, src)
+        s.has_mac[idx] = pk.has_mac[at]
+
+    def _accumulate(self, pk: _Packets, seg: np.ndarray, slot: np.ndarray) -> None:
+        s = self.slots
+        rev = ~pk.fwd
+        add = np.add.reduceat
+        for name, vals in (
+            ("pkts", None),
+            ("bytes", pk.ip_len),
+            ("payload", pk.payload),
+            ("l2bytes", pk.wirelen),
+        ):
+            if vals is None:
+                tot = np.diff(np.append(seg, len(pk.ts)))
+                r = add(rev.astype(np.int64), seg)
+            else:
+                tot = add(vals, seg)
+                r = add(np.where(rev, vals, 0), seg)
+            arr = getattr(s, name)
+            arr[slot, 0] += tot - r
+            arr[slot, 1] += r
+        orr = np.bitwise_or.reduceat
+        s.flags[slot, 0] |= orr(np.where(rev, 0, pk.flags), seg).astype(np.uint8)
+        s.flags[slot, 1] |= orr(np.where(rev, pk.flags, 0), seg).astype(np.uint8)
+        s.last_ts[slot] = np.maximum(
+            np.where(s.last_ts[slot] == NEVER, 0, s.last_ts[slot]), np.maximum.reduceat(pk.ts, seg)
+        )
+        s.first_ts[slot] = np.minimum(s.first_ts[slot], np.minimum.reduceat(pk.ts, seg))
+        letters = pk.letters
+        present = int(np.bitwise_or.reduce(letters)) if len(letters) else 0
+        hist = s.hist[slot]
+        for bit in range(2 * NL):
+            if present & (1 << bit):
+                fr = np.where(letters & (1 << bit), pk.frame, NEVER)
+                hist[:, bit] = np.minimum(hist[:, bit], np.minimum.reduceat(fr, seg))
+        s.hist[slot] = hist
+
+    # -- ending -----------------------------------------------------------------------------
+    def _end_grouped(self, idx: np.ndarray, reasons: list[str], reindex: bool = True) -> None:
+        for why in set(reasons):
+            pick = np.array([r == why for r in reasons])
+            self._end(np.asarray(idx)[pick], why, reindex)
+
+    def _end(self, idx: np.ndarray, why: str, reindex: bool = True) -> None:
+        if not len(idx):
+            return
+        recs = self.emit.records(self.slots, idx, why)
+        s = self.slots
+        if reindex:
+            keys = zip(
+                *(
+                    getattr(s, n)[idx].tolist()
+                    for n in (
+                        "a_hi",
+                        "a_lo",
+                        "b_hi",
+                        "b_lo",
+                        "a_port",
+                        "b_port",
+                        "proto",
+                        "vlan",
+                        "vlan_inner",
+                    )
+                ),
+                strict=True,
+            )
+            slots = idx.tolist()
+            for k, sl in zip(keys, slots, strict=True):
+                if self.index.get(k) == sl:
+                    del self.index[k]
+        s.release(idx)
+        for r in recs:
+            self.stats.by_reason[r.end_reason] = self.stats.by_reason.get(r.end_reason, 0) + 1
+            heapq.heappush(self._pending, (r.end, self._seq, r))
+            self._seq += 1
+        self.stats.flows += len(recs)
+
+    def _expire(self) -> None:
+        s = self.slots
+        act = np.nonzero(s.active)[0]
+        if not len(act):
+            return
+        quiet = self.now - s.last_ts[act]
+        closed = (s.flags[act] & RST).any(axis=1) | (s.flags[act] & FIN).all(axis=1)
+        limit = np.where(closed & (s.proto[act] == 6), self._linger, self._idle[s.proto[act]])
+        self._end(act[quiet > limit], "expired")
+        act = np.nonzero(s.active)[0]
+        self._end(act[self.now - s.first_ts[act] > self._active], "active_timeout")
+        over = len(act) - self.cfg.max_flows
+        if over > 0:
+            act = np.nonzero(s.active)[0]
+            oldest = act[np.argsort(s.last_ts[act], kind="stable")[:over]]
+            self.stats.evicted += len(oldest)
+            self._end(oldest, "evicted")
+
+    def _watermark(self) -> int:
+        s = self.slots
+        return int(s.last_ts.min()) if s.active.any() else NEVER
+
+    def _release(self, upto: int) -> list[FlowRecord]:
+        out = []
+        pend = self._pending
+        while pend and pend[0][0] <= upto:
+            out.append(heapq.heappop(pend)[2])
+        return out
+
+
+class _Packets:
+    """The IP packets of a batch in flow-grouped order, with the columns folding needs."""
+
+    def __init__(
+        self,
+        d: Decoded,
+        psel: np.ndarray,
+        fwd: np.ndarray,
+        ver: np.ndarray,
+        cols: list[np.ndarray],
+        gstart: np.ndarray,
+        gid: np.ndarray,
+    ) -> None:
+        raw = d.raw
+        self.fwd, self.ver, self.cols, self.gstart, self.gid = fwd, ver, cols, gstart, gid
+        self.proto = cols[6]
+        self.ts = raw.ts_ns[psel].astype(np.int64)
+        self.frame = raw.first_frame + psel.astype(np.int64)
+        self.wirelen = raw.wirelen[psel].astype(np.int64)
+        self.flags = d.flags[psel].astype(np.int64) * (self.proto == 6)
+        self.ip_len = d.ip_len[psel]
+        self.payload = d.payload[psel]
+        self.src_mac, self.dst_mac, self.has_mac = (
+            d.src_mac[psel],
+            d.dst_mac[psel],
+            d.has_mac[psel],
+        )
+        self.letters = _letters(self.flags, self.payload, self.proto == 6, fwd)
+
+
+def _letters(
+    flags: np.ndarray, payload: np.ndarray, tcp: np.ndarray, fwd: np.ndarray
+) -> np.ndarray:
+    """Per packet, a bit per (direction, history letter) it contributes."""
+    syn, ack = (flags & SYN) != 0, (flags & ACK) != 0
+    fin, rst = (flags & FIN) != 0, (flags & RST) != 0
+    bits = np.zeros(len(flags), dtype=np.int64)
+    odd_syn = syn & (fin | rst)
+    for k, m in enumerate(
+        (
+            tcp & syn & ~ack & ~odd_syn,
+            tcp & syn & ack & ~odd_syn,
+            tcp & ack & ~syn & ~fin & ~rst & (payload == 0),
+            payload > 0,
+            tcp & fin & ~syn,
+            tcp & rst & ~syn,
+            tcp & syn & fin,
+            tcp & syn & rst & ~fin,
+        )
+    ):
+        bits |= m.astype(np.int64) << k
+    return np.where(fwd, bits, bits << NL)

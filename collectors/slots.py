@@ -1,0 +1,105 @@
+"""Flow-table storage: one row ("slot") per active flow, columns as numpy arrays.
+
+Canonical orientation: endpoint A is the smaller (address, port), B the larger; direction 0 is
+A→B. Counters are per direction. History letters keep the frame number of their first
+occurrence per direction, so the order of events can be rebuilt at emission.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LETTERS = "SHADFRQI"
+"""History letters: SYN, SYN-ACK, pure ACK, data, FIN, RST, SYN+FIN, SYN+RST (Zeek)."""
+NL = len(LETTERS)
+NEVER = np.iinfo(np.int64).max
+
+KEY_U64 = ("a_hi", "a_lo", "b_hi", "b_lo")
+KEY_I64 = ("a_port", "b_port", "proto", "vlan", "vlan_inner")
+STATIC_I64 = ("ver", "first_dir", "first_frame")
+STATIC_U64 = ("mac_a", "mac_b")
+PAIR_I64 = ("pkts", "bytes", "payload", "l2bytes")
+
+
+class Slots:
+    """Growable struct-of-arrays; ``active[i]`` tells whether slot i holds a flow."""
+
+    a_hi: np.ndarray  # uint64 halves of endpoint A's address (IPv4 as ::ffff:a.b.c.d)
+    a_lo: np.ndarray
+    b_hi: np.ndarray
+    b_lo: np.ndarray
+    a_port: np.ndarray  # ports (ICMP: type / counterpart type or code)
+    b_port: np.ndarray
+    proto: np.ndarray
+    vlan: np.ndarray  # -1 untagged
+    vlan_inner: np.ndarray
+    ver: np.ndarray  # 4 or 6
+    first_dir: np.ndarray  # direction of the first packet: 0 A->B, 1 B->A
+    first_frame: np.ndarray
+    mac_a: np.ndarray
+    mac_b: np.ndarray
+    has_mac: np.ndarray
+    pkts: np.ndarray  # (capacity, 2): per direction
+    bytes: np.ndarray
+    payload: np.ndarray
+    l2bytes: np.ndarray
+    flags: np.ndarray  # (capacity, 2) OR of TCP flags
+    hist: np.ndarray  # (capacity, 2*NL) first frame of each history letter per direction
+    first_ts: np.ndarray
+    last_ts: np.ndarray  # NEVER for free slots
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.capacity = 0
+        self.free: list[int] = []
+        self.active = np.zeros(0, dtype=bool)
+        self._grow(capacity)
+
+    def _alloc(self, name: str, shape: tuple[int, ...], dtype: type, fill: int = 0) -> None:
+        new: np.ndarray = np.full(shape, fill, dtype=dtype)
+        old = getattr(self, name, None)
+        if old is not None:
+            new[: len(old)] = old
+        setattr(self, name, new)
+
+    def _grow(self, capacity: int) -> None:
+        old = self.capacity
+        for name in (*KEY_U64, *STATIC_U64):
+            self._alloc(name, (capacity,), np.uint64)
+        for name in (*KEY_I64, *STATIC_I64):
+            self._alloc(name, (capacity,), np.int64)
+        for name in PAIR_I64:
+            self._alloc(name, (capacity, 2), np.int64)
+        self._alloc("flags", (capacity, 2), np.uint8)
+        self._alloc("hist", (capacity, 2 * NL), np.int64, NEVER)
+        self._alloc("first_ts", (capacity,), np.int64)
+        self._alloc("last_ts", (capacity,), np.int64, NEVER)
+        self._alloc("has_mac", (capacity,), np.bool_)
+        self._alloc("active", (capacity,), np.bool_)
+        self.capacity = capacity
+        self.free.extend(range(capacity - 1, old - 1, -1))
+
+    def take(self, count: int) -> np.ndarray:
+        """Allocate ``count`` free slots (growing as needed)."""
+        while len(self.free) < count:
+            self._grow(max(self.capacity * 2, 1024))
+        got = self.free[-count:] if count else []
+        del self.free[len(self.free) - count :]
+        idx = np.array(got[::-1], dtype=np.int64)
+        self.active[idx] = True
+        return idx
+
+    def release(self, idx: np.ndarray) -> None:
+        """Free slots and reset their accumulators."""
+        self.active[idx] = False
+        self.last_ts[idx] = NEVER
+        self.hist[idx] = NEVER
+        for name in PAIR_I64:
+            getattr(self, name)[idx] = 0
+        self.flags[idx] = 0
+        self.has_mac[idx] = False
+        self.free.extend(idx.tolist())
+
+    def nbytes_per_slot(self) -> float:
+        """Bytes of array storage per slot (for the memory-per-flow benchmark)."""
+        total = sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
+        return total / max(self.capacity, 1)

@@ -1,0 +1,62 @@
+"""The ``parkwatch`` command line.
+
+Stage commands (``flows``, later ``events``, ``detect``, ``replay`` …) are contributed by the
+stages through the ``parkwatch.commands`` entry-point group, so this shared package never imports
+a stage. Every :class:`~parkwatch.errors.ParkWatchError` becomes one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import entry_points
+
+import click
+
+from parkwatch import __version__
+from parkwatch.errors import ParkWatchError
+
+
+class _Group(click.Group):
+    def _load(self) -> None:
+        if getattr(self, "_loaded", False):
+            return
+        self._loaded = True
+        for ep in entry_points(group="parkwatch.commands"):
+            if ep.name not in self.commands:
+                self.add_command(ep.load(), ep.name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._load()
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="parkwatch")
+def cli() -> None:
+    """ParkWatch: security situational awareness for industrial internet parks."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: run the CLI, turning ParkWatch errors into one-line messages."""
+    try:
+        cli.main(args=argv, prog_name="parkwatch", standalone_mode=False)
+    except ParkWatchError as exc:
+        click.echo(f"parkwatch: error: {exc}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("parkwatch: aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

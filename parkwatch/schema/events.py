@@ -1,0 +1,103 @@
+"""Events: facts below and beside flows (schemas ``parkwatch.weird/1``, ``parkwatch.arp/1``,
+``parkwatch.ot_event/1``).
+
+Collectors emit these; they state what was seen, never whether it is bad.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from parkwatch.schema.base import Record, doc
+
+
+@dataclass(slots=True)
+class Weird(Record):
+    """Something that could not be decoded as the standards say (Zeek's weird.log is the model)."""
+
+    SCHEMA = "parkwatch.weird"
+    VERSION = 1
+
+    ts: int = doc("Capture time of the packet (ns since epoch; RFC 3339 in JSON).", ts=True)
+    name: str = doc("Short snake_case reason, e.g. 'truncated_ipv4_header', 'bad_tcp_data_offset'.")
+    layer: str = doc(
+        "Layer at fault: capture, link, ip, ipv6, tcp, udp, icmp, arp, or a protocol name."
+    )
+    detail: str = doc("Human-readable detail (lengths found vs expected …).")
+    file: str | None = doc(
+        "Capture file the packet came from ('<stdin>' for a pipe).", default=None
+    )
+    frame: int | None = doc(
+        "1-based packet number in that capture, as Wireshark counts.", default=None
+    )
+    vantage: str | None = doc("Vantage point id.", default=None)
+
+
+@dataclass(slots=True)
+class ArpEvent(Record):
+    """One ARP packet: who-has (request) or is-at (reply), with the MACs it claims."""
+
+    SCHEMA = "parkwatch.arp"
+    VERSION = 1
+
+    ts: int = doc("Capture time (ns since epoch; RFC 3339 in JSON).", ts=True)
+    op: str = doc("'who-has' (1), 'is-at' (2), or 'op-<n>' for other opcodes.")
+    sender_mac: str = doc("Sender hardware address claimed inside the ARP payload.")
+    sender_ip: str = doc("Sender protocol (IPv4) address claimed inside the ARP payload.")
+    target_mac: str = doc("Target hardware address (00:00:00:00:00:00 in a request).")
+    target_ip: str = doc("Target protocol address.")
+    src_mac: str | None = doc(
+        "Ethernet source MAC of the frame (may differ from sender_mac).", default=None
+    )
+    dst_mac: str | None = doc(
+        "Ethernet destination MAC (ff:ff:ff:ff:ff:ff when broadcast).", default=None
+    )
+    gratuitous: bool = doc(
+        "True when sender_ip == target_ip (announcement / gratuitous ARP).", default=False
+    )
+    vlan: int | None = doc("Outer VLAN id, None if untagged.", default=None)
+    vantage: str | None = doc("Vantage point id.", default=None)
+    frame: int | None = doc("1-based packet number in its capture.", default=None)
+
+
+@dataclass(slots=True)
+class OtEvent(Record):
+    """One protocol transaction message (request or response) of an OT or IT protocol.
+
+    Core fields only; the protocol decoders' issue adds protocol-specific fields in ``attrs``
+    and new documented fields in a later schema version.
+    """
+
+    SCHEMA = "parkwatch.ot_event"
+    VERSION = 1
+
+    uid: str = doc("Stable event id.")
+    ts: int = doc("Capture time of the message's first packet (RFC 3339 in JSON).", ts=True)
+    protocol: str = doc(
+        "Protocol name: modbus, dnp3, s7comm, iec104, enip, opcua, bacnet, mqtt, dns, …"
+    )
+    direction: str = doc("'request' or 'response'.")
+    src_ip: str = doc("Sender of this message.")
+    src_port: int = doc("Sender port.")
+    dst_ip: str = doc("Receiver of this message.")
+    dst_port: int = doc("Receiver port.")
+    community_id: str = doc("Community ID v1 of the flow carrying the message.")
+    flow_uid: str | None = doc("uid of the FlowRecord carrying the message.", default=None)
+    vantage: str | None = doc("Vantage point id.", default=None)
+    unit: int | None = doc(
+        "Unit id / station / common address, where the protocol has one.", default=None
+    )
+    function_code: int | None = doc(
+        "Function / service / type code, where the protocol has one.", default=None
+    )
+    function_name: str | None = doc(
+        "Name of the function code ('unknown-<n>' when not in the table).", default=None
+    )
+    exception_code: int | None = doc(
+        "Exception / error code of a response; None when none.", default=None
+    )
+    request_uid: str | None = doc("For a response: uid of the request it answers.", default=None)
+    attrs: dict[str, Any] = doc(
+        "Protocol-specific fields (addresses, quantities, values …).", factory=dict
+    )

@@ -8,13 +8,15 @@ Community ID, topology facts and the port-bound application protocol.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import socket
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 import collectors.services  # noqa: F401  (port bindings)
-from collectors.communityid import ICMP4_REQUESTS, ICMP6_REQUESTS, community_id
+from collectors.communityid import ICMP4_PAIRS, ICMP4_REQUESTS, ICMP6_PAIRS, ICMP6_REQUESTS
 from collectors.slots import LETTERS, NEVER, NL
 from parkwatch.registry import PORT_BINDINGS, app_proto_for
 from parkwatch.schema import FlowRecord
@@ -30,7 +32,14 @@ _FLAG_TEXT = [
 ]
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 _L = {c: i for i, c in enumerate(LETTERS)}
-_M1, _M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_CID_V4 = np.dtype([("seed", ">u2"), ("a", ">u4"), ("b", ">u4"), ("proto", "u1"),
+                    ("pad", "u1"), ("pa", ">u2"), ("pb", ">u2")])
+_CID_V6 = np.dtype([("seed", ">u2"), ("ahi", ">u8"), ("alo", ">u8"), ("bhi", ">u8"),
+                    ("blo", ">u8"), ("proto", "u1"), ("pad", "u1"), ("pa", ">u2"),
+                    ("pb", ">u2")])
+_sha1 = hashlib.sha1
+_b64 = base64.b64encode
 
 
 def _server_ports() -> np.ndarray:
@@ -47,8 +56,8 @@ class Emitter:
     def __init__(self, vantage: str, topology: Topology) -> None:
         self.vantage = vantage
         self.topology = topology
-        self._ip: dict[tuple[int, int, int], tuple[str, bytes]] = {}
-        self._mac: dict[int, str] = {}
+        self._ip: dict[tuple[int, int, int], tuple[str, str | None, str | None, str | None]] = {}
+        self._mac: dict[int, str | None] = {}
         self._hist: dict[bytes, str] = {}
         self._app: dict[tuple[int, int], str | None] = {}
         self._server = _server_ports()
@@ -85,79 +94,31 @@ class Emitter:
         sport = np.where(orig_b, ports_b, ports_a).tolist()
         dport = np.where(orig_b, ports_a, ports_b).tolist()
         uid = self._uids(s, idx)
-        out = []
+        cids = self._community_ids(s, idx, orig_b)
         ver = s.ver[idx].tolist()
-        ahi, alo, bhi, blo = (getattr(s, n)[idx].tolist() for n in ("a_hi", "a_lo", "b_hi", "b_lo"))
-        mac_a, mac_b, has_mac = s.mac_a[idx].tolist(), s.mac_b[idx].tolist(), s.has_mac[idx]
-        vlan, vlan2 = s.vlan[idx].tolist(), s.vlan_inner[idx].tolist()
-        cols = [
-            x.tolist()
-            for x in (
-                s.first_ts[idx],
-                s.last_ts[idx],
-                proto,
-                pk_o,
-                by_o,
-                pl_o,
-                l2_o,
-                fl_o,
-                pk_r,
-                by_r,
-                pl_r,
-                l2_r,
-                fl_r,
-                orig_b,
-            )
-        ]
-        lookup = self.topology.lookup
+        ends_a = self._endpoints(ver, s.a_hi[idx].tolist(), s.a_lo[idx].tolist())
+        ends_b = self._endpoints(ver, s.b_hi[idx].tolist(), s.b_lo[idx].tolist())
+        mac_a = self._macs(np.where(s.has_mac[idx], s.mac_a[idx], 0))
+        mac_b = self._macs(np.where(s.has_mac[idx], s.mac_b[idx], 0))
+        vlan = [v if v >= 0 else None for v in s.vlan[idx].tolist()]
+        vlan2 = [v if v >= 0 else None for v in s.vlan_inner[idx].tolist()]
+        ftext = _FLAG_TEXT
+        app = self._app_proto
+        vantage = self.vantage
+        cols = [x.tolist() for x in (s.first_ts[idx], s.last_ts[idx], proto, pk_o, by_o, pl_o,
+                                     l2_o, fl_o, pk_r, by_r, pl_r, l2_r, fl_r, orig_b)]
+        out = []
         for i, (t0, t1, pr, po, bo, plo, l2o, fo, pr_, br, plr, l2r, fr, ob) in enumerate(
             zip(*cols, strict=True)
         ):
-            ta, tb = self._ipstr(ver[i], ahi[i], alo[i]), self._ipstr(ver[i], bhi[i], blo[i])
-            (src, sraw), (dst, draw) = (tb, ta) if ob else (ta, tb)
+            (src, se, sz, sr), (dst, de, dz, dr) = (
+                (ends_b[i], ends_a[i]) if ob else (ends_a[i], ends_b[i]))
+            smac, dmac = (mac_b[i], mac_a[i]) if ob else (mac_a[i], mac_b[i])
             sp, dp = sport[i], dport[i]
-            ma = self._macstr(mac_a[i]) if has_mac[i] else None
-            mb = self._macstr(mac_b[i]) if mac_b[i] else None
-            smac, dmac = (mb, ma) if ob else (ma, mb)
-            se, de = lookup(src), lookup(dst)
-            out.append(
-                FlowRecord(
-                    uid[i],
-                    t0,
-                    t1,
-                    self.vantage,
-                    src,
-                    sp,
-                    dst,
-                    dp,
-                    pr,
-                    community_id(sraw, draw, pr, sp, dp),
-                    state[i],
-                    hkeys[i],
-                    reason[i],
-                    po,
-                    bo,
-                    plo,
-                    l2o,
-                    _FLAG_TEXT[fo],
-                    pr_,
-                    br,
-                    plr,
-                    l2r,
-                    _FLAG_TEXT[fr],
-                    vlan[i] if vlan[i] >= 0 else None,
-                    vlan2[i] if vlan2[i] >= 0 else None,
-                    smac,
-                    dmac,
-                    self._app_proto(pr, dp),
-                    se.enterprise,
-                    se.zone,
-                    se.role,
-                    de.enterprise,
-                    de.zone,
-                    de.role,
-                )
-            )
+            out.append(FlowRecord(
+                uid[i], t0, t1, vantage, src, sp, dst, dp, pr, cids[i], state[i], hkeys[i],
+                reason[i], po, bo, plo, l2o, ftext[fo], pr_, br, plr, l2r, ftext[fr],
+                vlan[i], vlan2[i], smac, dmac, app(pr, dp), se, sz, sr, de, dz, dr))
         return out
 
     # -- pieces -----------------------------------------------------------------------------
@@ -219,25 +180,80 @@ class Emitter:
             h ^= h >> np.uint64(29)
         return [f"C{x:016x}" for x in h.tolist()]
 
-    def _ipstr(self, ver: int, hi: int, lo: int) -> tuple[str, bytes]:
-        got = self._ip.get((ver, hi, lo))
-        if got is None:
-            if ver == 4:
-                raw = (lo & 0xFFFFFFFF).to_bytes(4, "big")
-                got = (socket.inet_ntoa(raw), raw)
-            else:
-                raw = hi.to_bytes(8, "big") + lo.to_bytes(8, "big")
-                got = (socket.inet_ntop(socket.AF_INET6, raw), raw)
-            if len(self._ip) > 200_000:
-                self._ip.clear()
-            self._ip[(ver, hi, lo)] = got
-        return got
+    def _endpoints(self, ver: list[int], hi: list[int], lo: list[int]
+                   ) -> list[tuple[str, str | None, str | None, str | None]]:
+        """(address text, enterprise, zone, role) per address, cached."""
+        cache = self._ip
+        out = []
+        for v, h, low in zip(ver, hi, lo, strict=True):
+            key = (v, h, low)
+            got = cache.get(key)
+            if got is None:
+                if v == 4:
+                    text = socket.inet_ntoa((low & 0xFFFFFFFF).to_bytes(4, "big"))
+                else:
+                    raw = h.to_bytes(8, "big") + low.to_bytes(8, "big")
+                    text = socket.inet_ntop(socket.AF_INET6, raw)
+                ep = self.topology.lookup(text)
+                got = (text, ep.enterprise, ep.zone, ep.role)
+                if len(cache) > 200_000:
+                    cache.clear()
+                cache[key] = got
+            out.append(got)
+        return out
 
-    def _macstr(self, mac: int) -> str:
-        got = self._mac.get(mac)
-        if got is None:
-            got = self._mac[mac] = mac.to_bytes(6, "big").hex(":")
-        return got
+    def _macs(self, macs: np.ndarray) -> list[str | None]:
+        cache = self._mac
+        out: list[str | None] = []
+        for m in macs.tolist():
+            got = cache.get(m)
+            if got is None:
+                got = cache[m] = m.to_bytes(6, "big").hex(":") if m else None
+                if len(cache) > 100_000:
+                    cache.clear()
+            out.append(got)
+        return out
+
+    def _community_ids(self, s: Slots, idx: np.ndarray, orig_b: np.ndarray) -> list[str]:
+        """Community ID v1 for every flow: inputs packed with numpy, one sha1 per flow."""
+        proto = s.proto[idx]
+        a_port, b_port = s.a_port[idx], s.b_port[idx]
+        icmp = (proto == 1) | (proto == 58)
+        paired = (icmp & (proto == 1) & np.isin(a_port, list(ICMP4_PAIRS))) | (
+            icmp & (proto == 58) & np.isin(a_port, list(ICMP6_PAIRS)))
+        one_way = icmp & ~paired
+        swap = one_way & orig_b  # one-way ICMP: the sender first, not the smaller address
+        ports = np.isin(proto, (6, 17, 132)) | icmp
+        ver4 = s.ver[idx] == 4
+        out: list[str] = [""] * len(idx)
+        for v4 in (True, False):
+            for with_ports in (True, False):
+                m = np.nonzero((ver4 == v4) & (ports == with_ports))[0]
+                if not len(m):
+                    continue
+                dt = _CID_V4 if v4 else _CID_V6
+                rec = np.zeros(len(m), dtype=dt)
+                j = idx[m]
+                sw = swap[m]
+                if v4:
+                    a = (s.a_lo[j] & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+                    b = (s.b_lo[j] & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+                    rec["a"], rec["b"] = np.where(sw, b, a), np.where(sw, a, b)
+                else:
+                    for part in ("hi", "lo"):
+                        a, b = getattr(s, "a_" + part)[j], getattr(s, "b_" + part)[j]
+                        rec["a" + part] = np.where(sw, b, a)
+                        rec["b" + part] = np.where(sw, a, b)
+                rec["proto"] = proto[m]
+                rec["pa"] = np.where(sw, b_port[m], a_port[m])
+                rec["pb"] = np.where(sw, a_port[m], b_port[m])
+                width = dt.itemsize - (0 if with_ports else 4)
+                blob = rec.tobytes()
+                step = dt.itemsize
+                for k, pos in enumerate(m.tolist()):
+                    digest = _sha1(blob[k * step:k * step + width]).digest()
+                    out[pos] = "1:" + _b64(digest).decode("ascii")
+        return out
 
     def _app_proto(self, proto: int, port: int) -> str | None:
         key = (proto, port)

@@ -9,7 +9,8 @@ Ended flows are released to the caller in end-time order (see :meth:`FlowTable.a
 
 from __future__ import annotations
 
-import heapq
+import bisect
+import operator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,8 +58,7 @@ class FlowTable:
         self.index: dict[tuple[int, ...], int] = {}
         self.frags: dict[tuple[int, ...], tuple[int, int, int]] = {}
         self.stats = FlowStats()
-        self._pending: list[tuple[int, int, FlowRecord]] = []
-        self._seq = 0
+        self._pending: list[FlowRecord] = []
         idle = np.full(256, settings.other_idle, dtype=np.float64)
         idle[6], idle[17] = settings.tcp_idle, settings.udp_idle
         idle[1] = idle[58] = settings.icmp_idle
@@ -355,10 +355,10 @@ class FlowTable:
                 if self.index.get(k) == sl:
                     del self.index[k]
         s.release(idx)
+        by = self.stats.by_reason
         for r in recs:
-            self.stats.by_reason[r.end_reason] = self.stats.by_reason.get(r.end_reason, 0) + 1
-            heapq.heappush(self._pending, (r.end, self._seq, r))
-            self._seq += 1
+            by[r.end_reason] = by.get(r.end_reason, 0) + 1
+        self._pending.extend(recs)
         self.stats.flows += len(recs)
 
     def _expire(self) -> None:
@@ -384,11 +384,17 @@ class FlowTable:
         return int(s.last_ts.min()) if s.active.any() else NEVER
 
     def _release(self, upto: int) -> list[FlowRecord]:
-        out = []
+        """Pending records with ``end <= upto``, in end order (stable for equal ends)."""
         pend = self._pending
-        while pend and pend[0][0] <= upto:
-            out.append(heapq.heappop(pend)[2])
+        if not pend:
+            return []
+        pend.sort(key=_end_of)
+        cut = bisect.bisect_right(pend, upto, key=_end_of)
+        out, self._pending = pend[:cut], pend[cut:]
         return out
+
+
+_end_of = operator.attrgetter("end")
 
 
 class _Packets:

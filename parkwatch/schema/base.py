@@ -78,6 +78,19 @@ def parse_ts(text: str) -> int:
         raise SchemaError(f"not an RFC 3339 timestamp: {text!r}") from exc
 
 
+def _compile_to_dict(cls: type) -> Any:
+    items = [f'"schema": {cls.schema_id()!r}']  # type: ignore[attr-defined]
+    for f in dataclasses.fields(cls):
+        value = f"self.{f.name}"
+        if f.metadata.get("ts"):
+            value = f"(None if self.{f.name} is None else _fmt(self.{f.name}))"
+        items.append(f"{f.name!r}: {value}")
+    src = "def to_dict(self):\n    return {" + ", ".join(items) + "}\n"
+    scope: dict[str, Any] = {"_fmt": format_ts}
+    exec(compile(src, f"<to_dict {cls.__name__}>", "exec"), scope)
+    return scope["to_dict"]
+
+
 class Record:
     """Mixin for schema dataclasses: ``to_dict``/``from_dict`` and JSON."""
 
@@ -86,34 +99,28 @@ class Record:
     _TS_FIELDS: ClassVar[frozenset[str]]
     _FIELDS: ClassVar[tuple[str, ...]]
 
-    def __init_subclass__(cls, **kw: Any) -> None:
-        super().__init_subclass__(**kw)
-
     @classmethod
     def _meta(cls) -> None:
         if "_FIELDS" not in cls.__dict__:
             fields = dataclasses.fields(cls)  # type: ignore[arg-type]
             cls._FIELDS = tuple(f.name for f in fields)
             cls._TS_FIELDS = frozenset(f.name for f in fields if f.metadata.get("ts"))
+            cls._to_dict = _compile_to_dict(cls)  # type: ignore[attr-defined]
 
     @classmethod
     def schema_id(cls) -> str:
         return f"{cls.SCHEMA}/{cls.VERSION}"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: the schema id first, timestamps as RFC 3339 text."""
-        cls = type(self)
-        cls._meta()
-        out: dict[str, Any] = {"schema": cls.schema_id()}
-        ts = cls._TS_FIELDS
-        for name in cls._FIELDS:
-            value = getattr(self, name)
-            if name in ts and value is not None:
-                value = format_ts(value)
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[name] = value
-        return out
+        """JSON-ready dict: the schema id first, timestamps as RFC 3339 text.
+
+        Generated once per class (one dict display, no loop): this runs once per record.
+        """
+        fn = type(self).__dict__.get("_to_dict")
+        if fn is None:
+            type(self)._meta()
+            fn = type(self).__dict__["_to_dict"]
+        return fn(self)  # type: ignore[no-any-return]
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict())

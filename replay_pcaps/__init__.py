@@ -1,0 +1,1 @@
+"""Scenario captures the project generates itself (deterministic scapy generators)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from collectors.linktypes import ETH_ARP, ETH_IPV4, ETH_IPV6, LINKTYPES
 from collectors.pcapio import RawBatch
@@ -34,8 +35,49 @@ def weird_code(name: str) -> int:
 
 
 V4_MAPPED = np.uint64(0xFFFF_0000_0000)
+IPV4_HDR = np.dtype(
+    [
+        ("vihl", "u1"),
+        ("tos", "u1"),
+        ("len", ">u2"),
+        ("id", ">u2"),
+        ("frag", ">u2"),
+        ("ttl", "u1"),
+        ("proto", "u1"),
+        ("csum", ">u2"),
+        ("src", ">u4"),
+        ("dst", ">u4"),
+    ]
+)
+IPV6_HDR = np.dtype(
+    [
+        ("vtc", "u1"),
+        ("tcfl", "u1"),
+        ("fl", ">u2"),
+        ("plen", ">u2"),
+        ("nh", "u1"),
+        ("hlim", "u1"),
+        ("shi", ">u8"),
+        ("slo", ">u8"),
+        ("dhi", ">u8"),
+        ("dlo", ">u8"),
+    ]
+)
+L4_HDR = np.dtype(
+    [
+        ("sport", ">u2"),
+        ("dport", ">u2"),
+        ("w1", ">u4"),
+        ("w2", ">u4"),
+        ("doff", "u1"),
+        ("flags", "u1"),
+    ]
+)
+"""First 14 transport bytes: TCP ports/seq/ack/offset/flags; UDP length = w1 >> 16."""
 IPV6_EXT = (0, 43, 60, 135, 139, 140)  # hop-by-hop, routing, dest opts, mobility, HIP, shim6
 PORTED = (6, 17, 132)  # TCP, UDP, SCTP carry ports in the first 4 bytes
+_NEED = np.zeros(256, dtype=np.int64)  # transport header bytes needed per IP protocol
+_NEED[6], _NEED[17], _NEED[1], _NEED[58], _NEED[132] = 20, 8, 4, 4, 12
 
 
 class Work:
@@ -57,6 +99,7 @@ class Work:
         self.src_mac = np.zeros(n, dtype=np.uint64)
         self.dst_mac = np.zeros(n, dtype=np.uint64)
         self.has_mac = np.zeros(n, dtype=bool)
+        self._win: dict[int, np.ndarray] = {}
 
     # -- byte gathers (callers guarantee bounds) --------------------------------------------
     def be16(self, at: np.ndarray) -> np.ndarray:
@@ -82,6 +125,23 @@ class Work:
         return (self.be32(at).astype(np.uint64) << np.uint64(32)) | self.be32(at + 4).astype(
             np.uint64
         )
+
+    def rows(self, at: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """Gather ``dtype.itemsize`` bytes at each offset as one structured record each.
+
+        Reads up to the width past short packets (the fields the caller uses are bounds
+        checked); a buffer without slack at its end is padded once per batch.
+        """
+        width = dtype.itemsize
+        if not len(at):
+            return np.zeros(0, dtype)
+        if int(at.max()) + width > len(self.u8):
+            self.u8 = np.concatenate([self.u8, np.zeros(64, np.uint8)])
+            self._win.clear()
+        win = self._win.get(width)
+        if win is None:
+            win = self._win[width] = sliding_window_view(self.u8, width)
+        return win[at].view(dtype).ravel()
 
     def weird_at(self, idx: np.ndarray, name: str) -> None:
         if len(idx):
@@ -126,8 +186,9 @@ def decode(raw: RawBatch) -> Decoded:
     """Decode every packet of ``raw``; see :class:`Decoded` for the columns."""
     w = Work(raw)
     lt = raw.linktype
-    for code in np.unique(lt).tolist():
-        idx = np.nonzero(lt == code)[0] if len(lt) else lt
+    single = len(lt) and lt[0] == lt[-1] and bool((lt == lt[0]).all())
+    for code in [int(lt[0])] if single else np.unique(lt).tolist():
+        idx = np.arange(len(lt)) if single else np.nonzero(lt == code)[0]
         dec = LINKTYPES.find(int(code))
         if dec is None:
             w.weird_at(idx, f"unsupported_link_type_{int(code)}")
@@ -193,39 +254,43 @@ class _IpCols:
 
 def _ipv4(w: Work, c: _IpCols, idx: np.ndarray, raw: RawBatch) -> None:
     short = w.end[idx] - w.l3[idx] < 20
-    w.weird_at(idx[short], "truncated_ipv4_header")
-    idx = idx[~short]
+    if short.any():
+        w.weird_at(idx[short], "truncated_ipv4_header")
+        idx = idx[~short]
     o = w.l3[idx]
-    vihl = w.u8[o]
+    h = w.rows(o, IPV4_HDR)
+    vihl = h["vihl"]
     ihl = (vihl & 0x0F).astype(np.int64) * 4
     bad = (vihl >> 4) != 4
-    w.weird_at(idx[bad], "bad_ip_version")
     badihl = ~bad & (ihl < 20)
-    w.weird_at(idx[badihl], "bad_ipv4_header_length")
-    tot = w.be16(o + 2)
+    tot = h["len"].astype(np.int64)
     wire_room = raw.wirelen[idx].astype(np.int64) - (o - w.off[idx])
     tot = np.where(tot == 0, wire_room, tot)  # TSO/offloaded packets carry 0
     badlen = ~bad & ~badihl & ((tot < ihl) | (tot > wire_room))
-    w.weird_at(idx[badlen], "bad_ipv4_total_length")
     trunc = ~bad & ~badihl & ~badlen & (w.end[idx] - o < ihl)
-    w.weird_at(idx[trunc], "truncated_ipv4_options")
     keep = ~(bad | badihl | badlen | trunc)
-    idx, o, ihl, tot = idx[keep], o[keep], ihl[keep], tot[keep]
+    if not keep.all():
+        w.weird_at(idx[bad], "bad_ip_version")
+        w.weird_at(idx[badihl], "bad_ipv4_header_length")
+        w.weird_at(idx[badlen], "bad_ipv4_total_length")
+        w.weird_at(idx[trunc], "truncated_ipv4_options")
+        idx, o, ihl, tot, h = idx[keep], o[keep], ihl[keep], tot[keep], h[keep]
     w.kind[idx] = KIND_IP
     c.ver[idx] = 4
-    c.src_lo[idx] = w.be32(o + 12).astype(np.uint64) | V4_MAPPED
-    c.dst_lo[idx] = w.be32(o + 16).astype(np.uint64) | V4_MAPPED
-    c.proto[idx] = w.u8[o + 9]
+    c.src_lo[idx] = h["src"].astype(np.uint64) | V4_MAPPED
+    c.dst_lo[idx] = h["dst"].astype(np.uint64) | V4_MAPPED
+    c.proto[idx] = h["proto"]
     c.ip_len[idx] = tot
     c.l4[idx] = o + ihl
     c.l4_len[idx] = tot - ihl
-    fr = w.be16(o + 6)
-    mf = (fr & 0x2000) != 0
-    foff = fr & 0x1FFF
-    c.frag[idx[foff > 0]] = FRAG_LATER
-    c.frag[idx[(foff == 0) & mf]] = FRAG_FIRST
-    isfrag = (foff > 0) | mf
-    c.ip_id[idx[isfrag]] = w.be16(o[isfrag] + 4)
+    fr = h["frag"]
+    isfrag = (fr & 0x3FFF) != 0
+    if isfrag.any():
+        mf = (fr & 0x2000) != 0
+        foff = fr & 0x1FFF
+        c.frag[idx[foff > 0]] = FRAG_LATER
+        c.frag[idx[(foff == 0) & mf]] = FRAG_FIRST
+        c.ip_id[idx[isfrag]] = h["id"][isfrag]
 
 
 def _ipv6(w: Work, c: _IpCols, idx: np.ndarray, raw: RawBatch) -> None:
@@ -233,23 +298,24 @@ def _ipv6(w: Work, c: _IpCols, idx: np.ndarray, raw: RawBatch) -> None:
     w.weird_at(idx[short], "truncated_ipv6_header")
     idx = idx[~short]
     o = w.l3[idx]
-    bad = (w.u8[o] >> 4) != 6
+    h = w.rows(o, IPV6_HDR)
+    bad = (h["vtc"] >> 4) != 6
     w.weird_at(idx[bad], "bad_ip_version")
-    idx, o = idx[~bad], o[~bad]
-    plen = w.be16(o + 4)
+    idx, o, h = idx[~bad], o[~bad], h[~bad]
+    plen = h["plen"].astype(np.int64)
     wire_room = raw.wirelen[idx].astype(np.int64) - (o - w.off[idx])
     plen = np.where(plen == 0, wire_room - 40, plen)  # jumbogram / offload
     badlen = plen + 40 > wire_room
     w.weird_at(idx[badlen], "bad_ipv6_payload_length")
-    idx, o, plen = idx[~badlen], o[~badlen], plen[~badlen]
+    idx, o, plen, h = idx[~badlen], o[~badlen], plen[~badlen], h[~badlen]
     w.kind[idx] = KIND_IP
     c.ver[idx] = 6
-    c.src_hi[idx] = w.be64(o + 8)
-    c.src_lo[idx] = w.be64(o + 16)
-    c.dst_hi[idx] = w.be64(o + 24)
-    c.dst_lo[idx] = w.be64(o + 32)
+    c.src_hi[idx] = h["shi"]
+    c.src_lo[idx] = h["slo"]
+    c.dst_hi[idx] = h["dhi"]
+    c.dst_lo[idx] = h["dlo"]
     c.ip_len[idx] = plen + 40
-    nh = w.u8[o + 6].astype(np.int64)
+    nh = h["nh"].astype(np.int64)
     at = o + 40
     stop = o + 40 + plen
     live = np.ones(len(idx), dtype=bool)
@@ -289,12 +355,8 @@ def _ipv6(w: Work, c: _IpCols, idx: np.ndarray, raw: RawBatch) -> None:
 def _transport(w: Work, c: _IpCols, raw: RawBatch) -> None:
     ip = (w.kind == KIND_IP) & (c.frag != FRAG_LATER)
     c.payload[w.kind == KIND_IP] = c.l4_len[w.kind == KIND_IP]  # later fragments: all payload
-    need = np.zeros(w.n, dtype=np.int64)
     proto = c.proto
-    need[proto == 6] = 20
-    need[proto == 17] = 8
-    need[(proto == 1) | (proto == 58)] = 4
-    need[proto == 132] = 12
+    need = _NEED[proto]
     idx = np.nonzero(ip & (need > 0))[0]
     if not len(idx):
         return
@@ -308,31 +370,40 @@ def _transport(w: Work, c: _IpCols, raw: RawBatch) -> None:
         58: "truncated_icmp_header",
         132: "truncated_sctp_header",
     }
-    for p, name in names.items():
-        w.weird_at(idx[short & (proto[idx] == p)], name)
-    idx, l4 = idx[~short], l4[~short]
+    if short.any():
+        for p, name in names.items():
+            w.weird_at(idx[short & (proto[idx] == p)], name)
+        idx, l4 = idx[~short], l4[~short]
+    h = w.rows(l4, L4_HDR)
     p = proto[idx]
     ported = np.isin(p, PORTED)
-    pi = idx[ported]
-    c.sport[pi] = w.be16(l4[ported])
-    c.dport[pi] = w.be16(l4[ported] + 2)
+    sp = h["sport"].astype(np.int64)
+    dp = h["dport"].astype(np.int64)
     icmp = ~ported
-    ii = idx[icmp]
-    c.sport[ii] = w.u8[l4[icmp]]
-    c.dport[ii] = w.u8[l4[icmp] + 1]
-    c.payload[ii] = np.maximum(c.l4_len[ii] - 8, 0)
+    if icmp.any():  # ICMP: type and code are the first two bytes
+        dp = np.where(icmp, sp & 0xFF, dp)
+        sp = np.where(icmp, sp >> 8, sp)
+        ii = idx[icmp]
+        c.payload[ii] = np.maximum(c.l4_len[ii] - 8, 0)
+    c.sport[idx] = sp
+    c.dport[idx] = dp
     tcp = p == 6
-    ti, tl = idx[tcp], l4[tcp]
-    c.flags[ti] = w.u8[tl + 13]
-    doff = (w.u8[tl + 12] >> 4).astype(np.int64) * 4
-    bad = (doff < 20) | (doff > c.l4_len[ti])
-    w.weird_at(ti[bad], "bad_tcp_data_offset")
-    c.payload[ti] = np.maximum(c.l4_len[ti] - doff, 0)
+    ti = idx[tcp]
+    ht = h[tcp]
+    c.flags[ti] = ht["flags"]
+    doff = (ht["doff"] >> 4).astype(np.int64) * 4
+    l4len = c.l4_len[ti]
+    bad = (doff < 20) | (doff > l4len)
+    if bad.any():
+        w.weird_at(ti[bad], "bad_tcp_data_offset")
+    c.payload[ti] = np.maximum(l4len - doff, 0)
     udp = p == 17
-    ui, ul = idx[udp], l4[udp]
-    ulen = w.be16(ul + 4)
-    badu = (ulen < 8) | (ulen > c.l4_len[ui])
-    w.weird_at(ui[badu], "bad_udp_length")
-    c.payload[ui] = np.maximum(c.l4_len[ui] - 8, 0)
+    if udp.any():
+        ui = idx[udp]
+        ulen = (h["w1"][udp] >> 16).astype(np.int64)
+        badu = (ulen < 8) | (ulen > c.l4_len[ui])
+        w.weird_at(ui[badu], "bad_udp_length")
+        c.payload[ui] = np.maximum(c.l4_len[ui] - 8, 0)
     sctp = p == 132
-    c.payload[idx[sctp]] = np.maximum(c.l4_len[idx[sctp]] - 12, 0)
+    if sctp.any():
+        c.payload[idx[sctp]] = np.maximum(c.l4_len[idx[sctp]] - 12, 0)

@@ -33,11 +33,30 @@ _FLAG_TEXT = [
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 _L = {c: i for i, c in enumerate(LETTERS)}
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
-_CID_V4 = np.dtype([("seed", ">u2"), ("a", ">u4"), ("b", ">u4"), ("proto", "u1"),
-                    ("pad", "u1"), ("pa", ">u2"), ("pb", ">u2")])
-_CID_V6 = np.dtype([("seed", ">u2"), ("ahi", ">u8"), ("alo", ">u8"), ("bhi", ">u8"),
-                    ("blo", ">u8"), ("proto", "u1"), ("pad", "u1"), ("pa", ">u2"),
-                    ("pb", ">u2")])
+_CID_V4 = np.dtype(
+    [
+        ("seed", ">u2"),
+        ("a", ">u4"),
+        ("b", ">u4"),
+        ("proto", "u1"),
+        ("pad", "u1"),
+        ("pa", ">u2"),
+        ("pb", ">u2"),
+    ]
+)
+_CID_V6 = np.dtype(
+    [
+        ("seed", ">u2"),
+        ("ahi", ">u8"),
+        ("alo", ">u8"),
+        ("bhi", ">u8"),
+        ("blo", ">u8"),
+        ("proto", "u1"),
+        ("pad", "u1"),
+        ("pa", ">u2"),
+        ("pb", ">u2"),
+    ]
+)
 _sha1 = hashlib.sha1
 _b64 = base64.b64encode
 
@@ -105,20 +124,72 @@ class Emitter:
         ftext = _FLAG_TEXT
         app = self._app_proto
         vantage = self.vantage
-        cols = [x.tolist() for x in (s.first_ts[idx], s.last_ts[idx], proto, pk_o, by_o, pl_o,
-                                     l2_o, fl_o, pk_r, by_r, pl_r, l2_r, fl_r, orig_b)]
+        cols = [
+            x.tolist()
+            for x in (
+                s.first_ts[idx],
+                s.last_ts[idx],
+                proto,
+                pk_o,
+                by_o,
+                pl_o,
+                l2_o,
+                fl_o,
+                pk_r,
+                by_r,
+                pl_r,
+                l2_r,
+                fl_r,
+                orig_b,
+            )
+        ]
         out = []
         for i, (t0, t1, pr, po, bo, plo, l2o, fo, pr_, br, plr, l2r, fr, ob) in enumerate(
             zip(*cols, strict=True)
         ):
             (src, se, sz, sr), (dst, de, dz, dr) = (
-                (ends_b[i], ends_a[i]) if ob else (ends_a[i], ends_b[i]))
+                (ends_b[i], ends_a[i]) if ob else (ends_a[i], ends_b[i])
+            )
             smac, dmac = (mac_b[i], mac_a[i]) if ob else (mac_a[i], mac_b[i])
             sp, dp = sport[i], dport[i]
-            out.append(FlowRecord(
-                uid[i], t0, t1, vantage, src, sp, dst, dp, pr, cids[i], state[i], hkeys[i],
-                reason[i], po, bo, plo, l2o, ftext[fo], pr_, br, plr, l2r, ftext[fr],
-                vlan[i], vlan2[i], smac, dmac, app(pr, dp), se, sz, sr, de, dz, dr))
+            out.append(
+                FlowRecord(
+                    uid[i],
+                    t0,
+                    t1,
+                    vantage,
+                    src,
+                    sp,
+                    dst,
+                    dp,
+                    pr,
+                    cids[i],
+                    state[i],
+                    hkeys[i],
+                    reason[i],
+                    po,
+                    bo,
+                    plo,
+                    l2o,
+                    ftext[fo],
+                    pr_,
+                    br,
+                    plr,
+                    l2r,
+                    ftext[fr],
+                    vlan[i],
+                    vlan2[i],
+                    smac,
+                    dmac,
+                    app(pr, dp),
+                    se,
+                    sz,
+                    sr,
+                    de,
+                    dz,
+                    dr,
+                )
+            )
         return out
 
     # -- pieces -----------------------------------------------------------------------------
@@ -180,8 +251,9 @@ class Emitter:
             h ^= h >> np.uint64(29)
         return [f"C{x:016x}" for x in h.tolist()]
 
-    def _endpoints(self, ver: list[int], hi: list[int], lo: list[int]
-                   ) -> list[tuple[str, str | None, str | None, str | None]]:
+    def _endpoints(
+        self, ver: list[int], hi: list[int], lo: list[int]
+    ) -> list[tuple[str, str | None, str | None, str | None]]:
         """(address text, enterprise, zone, role) per address, cached."""
         cache = self._ip
         out = []
@@ -220,7 +292,8 @@ class Emitter:
         a_port, b_port = s.a_port[idx], s.b_port[idx]
         icmp = (proto == 1) | (proto == 58)
         paired = (icmp & (proto == 1) & np.isin(a_port, list(ICMP4_PAIRS))) | (
-            icmp & (proto == 58) & np.isin(a_port, list(ICMP6_PAIRS)))
+            icmp & (proto == 58) & np.isin(a_port, list(ICMP6_PAIRS))
+        )
         one_way = icmp & ~paired
         swap = one_way & orig_b  # one-way ICMP: the sender first, not the smaller address
         ports = np.isin(proto, (6, 17, 132)) | icmp
@@ -251,7 +324,7 @@ class Emitter:
                 blob = rec.tobytes()
                 step = dt.itemsize
                 for k, pos in enumerate(m.tolist()):
-                    digest = _sha1(blob[k * step:k * step + width]).digest()
+                    digest = _sha1(blob[k * step : k * step + width]).digest()
                     out[pos] = "1:" + _b64(digest).decode("ascii")
         return out
 

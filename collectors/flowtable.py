@@ -225,8 +225,10 @@ class FlowTable:
             self._init_slots(pk, fresh, seg_start[new])
         self._accumulate(pk, seg_start, slot_of)
         last_seg = np.append(seg_g[1:] != seg_g[:-1], True)
-        for j in np.nonzero(last_seg & is_new)[0]:
-            self.index[keys[int(seg_g[j])]] = int(slot_of[j])  # newest flow of the key
+        newest = np.nonzero(last_seg & is_new)[0]
+        index = self.index
+        for g, sl in zip(seg_g[newest].tolist(), slot_of[newest].tolist(), strict=True):
+            index[keys[g]] = sl  # the newest flow of a key owns its index entry
         if splits:  # segments that ended inside the batch: the next segment started a new flow
             pos = np.searchsorted(seg_start, list(splits)) - 1
             self._end_grouped(slot_of[pos], list(splits.values()), reindex=False)

@@ -23,22 +23,25 @@ LINKTYPES: Registry[LinkDecoder] = Registry("link type")
 
 ETH_IPV4, ETH_IPV6, ETH_ARP = 0x0800, 0x86DD, 0x0806
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)
+ETH_HDR = np.dtype([("dhi", ">u2"), ("dlo", ">u4"), ("shi", ">u2"), ("slo", ">u4"), ("et", ">u2")])
 
 
 @LINKTYPES.add(1)
 def ethernet(w: Work, idx: np.ndarray) -> None:
     """DLT_EN10MB: 14-byte header, then up to three 802.1Q/802.1ad tags."""
     ok = w.caplen[idx] >= 14
-    w.weird_at(idx[~ok], "truncated_ethernet_header")
-    idx = idx[ok]
+    if not ok.all():
+        w.weird_at(idx[~ok], "truncated_ethernet_header")
+        idx = idx[ok]
     base = w.off[idx]
-    w.dst_mac[idx] = w.be48(base)
-    w.src_mac[idx] = w.be48(base + 6)
+    h = w.rows(base, ETH_HDR)
+    w.dst_mac[idx] = (h["dhi"].astype(np.uint64) << np.uint64(32)) | h["dlo"]
+    w.src_mac[idx] = (h["shi"].astype(np.uint64) << np.uint64(32)) | h["slo"]
     w.has_mac[idx] = True
-    et = w.be16(base + 12)
+    et = h["et"].astype(np.int64)
     l3 = base + 14
     for depth in range(3):
-        tagged = np.isin(et, VLAN_TPIDS)
+        tagged = (et == 0x8100) | (et == 0x88A8) | (et == 0x9100)
         if not tagged.any():
             break
         t = np.nonzero(tagged)[0]

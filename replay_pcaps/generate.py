@@ -21,9 +21,15 @@ from scapy.utils import wrpcap
 T0 = 1_763_700_000.0  # 2025-11-21T04:40:00Z
 HMI, PLC1, PLC2, EWS = "10.1.2.20", "10.1.2.10", "10.1.2.11", "10.1.1.50"
 DNS_SRV, ATTACKER, WEB = "10.0.0.53", "10.2.1.66", "93.184.216.34"
-MAC = {HMI: "02:a1:00:00:02:20", PLC1: "02:a1:00:00:02:10", PLC2: "02:a1:00:00:02:11",
-       EWS: "02:a1:00:00:01:50", DNS_SRV: "02:0e:00:00:00:53", ATTACKER: "02:b2:00:00:01:66",
-       WEB: "02:ff:00:00:00:01"}
+MAC = {
+    HMI: "02:a1:00:00:02:20",
+    PLC1: "02:a1:00:00:02:10",
+    PLC2: "02:a1:00:00:02:11",
+    EWS: "02:a1:00:00:01:50",
+    DNS_SRV: "02:0e:00:00:00:53",
+    ATTACKER: "02:b2:00:00:01:66",
+    WEB: "02:ff:00:00:00:01",
+}
 
 
 class Conversation:
@@ -37,10 +43,18 @@ class Conversation:
         src, dst = (self.c, self.s) if from_client else (self.s, self.c)
         sp, dp = (self.cp, self.sp) if from_client else (self.sp, self.cp)
         seq, ack = (self.cseq, self.sseq) if from_client else (self.sseq, self.cseq)
-        p = (Ether(src=MAC.get(src, "02:00:00:00:00:fe"), dst=MAC.get(dst, "02:00:00:00:00:fe"))
-             / IP(src=src, dst=dst, id=(seq & 0xFFFF), ttl=64)
-             / TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack if "A" in flags else 0,
-                   window=8192))
+        p = (
+            Ether(src=MAC.get(src, "02:00:00:00:00:fe"), dst=MAC.get(dst, "02:00:00:00:00:fe"))
+            / IP(src=src, dst=dst, id=(seq & 0xFFFF), ttl=64)
+            / TCP(
+                sport=sp,
+                dport=dp,
+                flags=flags,
+                seq=seq,
+                ack=ack if "A" in flags else 0,
+                window=8192,
+            )
+        )
         if data:
             p = p / Raw(data)
         p.time = t
@@ -64,8 +78,13 @@ class Conversation:
 
 
 def modbus_read(tid: int, unit: int, start: int, qty: int) -> bytes:
-    return tid.to_bytes(2, "big") + b"\0\0\0\x06" + bytes([unit, 3]) + start.to_bytes(
-        2, "big") + qty.to_bytes(2, "big")
+    return (
+        tid.to_bytes(2, "big")
+        + b"\0\0\0\x06"
+        + bytes([unit, 3])
+        + start.to_bytes(2, "big")
+        + qty.to_bytes(2, "big")
+    )
 
 
 def modbus_read_reply(tid: int, unit: int, qty: int) -> bytes:
@@ -74,8 +93,13 @@ def modbus_read_reply(tid: int, unit: int, qty: int) -> bytes:
 
 
 def modbus_write(tid: int, unit: int, reg: int, value: int) -> bytes:
-    return tid.to_bytes(2, "big") + b"\0\0\0\x06" + bytes([unit, 6]) + reg.to_bytes(
-        2, "big") + value.to_bytes(2, "big")
+    return (
+        tid.to_bytes(2, "big")
+        + b"\0\0\0\x06"
+        + bytes([unit, 6])
+        + reg.to_bytes(2, "big")
+        + value.to_bytes(2, "big")
+    )
 
 
 def sample_park() -> list[Packet]:
@@ -91,12 +115,24 @@ def sample_park() -> list[Packet]:
         conv.close(t + 120.5)
     for k in range(6):  # DNS lookups and short web sessions from the engineering station
         t = T0 + 5 + 17 * k
-        q = (Ether(src=MAC[EWS], dst=MAC[DNS_SRV]) / IP(src=EWS, dst=DNS_SRV)
-             / UDP(sport=53000 + k, dport=53) / DNS(id=k, rd=1, qd=DNSQR(qname="example.com")))
-        r = (Ether(src=MAC[DNS_SRV], dst=MAC[EWS]) / IP(src=DNS_SRV, dst=EWS)
-             / UDP(sport=53, dport=53000 + k)
-             / DNS(id=k, qr=1, ra=1, qd=DNSQR(qname="example.com"),
-                   an=DNSRR(rrname="example.com", rdata=WEB, ttl=300)))
+        q = (
+            Ether(src=MAC[EWS], dst=MAC[DNS_SRV])
+            / IP(src=EWS, dst=DNS_SRV)
+            / UDP(sport=53000 + k, dport=53)
+            / DNS(id=k, rd=1, qd=DNSQR(qname="example.com"))
+        )
+        r = (
+            Ether(src=MAC[DNS_SRV], dst=MAC[EWS])
+            / IP(src=DNS_SRV, dst=EWS)
+            / UDP(sport=53, dport=53000 + k)
+            / DNS(
+                id=k,
+                qr=1,
+                ra=1,
+                qd=DNSQR(qname="example.com"),
+                an=DNSRR(rrname="example.com", rdata=WEB, ttl=300),
+            )
+        )
         q.time, r.time = t, t + 0.002
         out += [q, r]
         web = Conversation(out, EWS, WEB, 41000 + k, 80)
@@ -105,9 +141,11 @@ def sample_park() -> list[Packet]:
         web.send(tw + 0.03, False, "PA", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
         web.close(tw + 0.05)
     who = Ether(src=MAC[HMI], dst="ff:ff:ff:ff:ff:ff") / ARP(
-        op=1, hwsrc=MAC[HMI], psrc=HMI, pdst=PLC1)
+        op=1, hwsrc=MAC[HMI], psrc=HMI, pdst=PLC1
+    )
     isat = Ether(src=MAC[PLC1], dst=MAC[HMI]) / ARP(
-        op=2, hwsrc=MAC[PLC1], psrc=PLC1, hwdst=MAC[HMI], pdst=HMI)
+        op=2, hwsrc=MAC[PLC1], psrc=PLC1, hwdst=MAC[HMI], pdst=HMI
+    )
     who.time, isat.time = T0 + 1.5, T0 + 1.5002
     out += [who, isat]
     t = T0 + 60  # attack: SYN scan of the OT zone from Beta's IT zone, then a Modbus write

@@ -371,11 +371,11 @@ def _transport(w: Work, c: _IpCols, raw: RawBatch) -> None:
         132: "truncated_sctp_header",
     }
     if short.any():
-        for p, name in names.items():
-            w.weird_at(idx[short & (proto[idx] == p)], name)
+        for pn, name in names.items():
+            w.weird_at(idx[short & (proto[idx] == pn)], name)
         idx, l4 = idx[~short], l4[~short]
     h = w.rows(l4, L4_HDR)
-    p = proto[idx]
+    p: np.ndarray = proto[idx]
     ported = np.isin(p, PORTED)
     sp = h["sport"].astype(np.int64)
     dp = h["dport"].astype(np.int64)

@@ -120,7 +120,7 @@ class Record:
         if fn is None:
             type(self)._meta()
             fn = type(self).__dict__["_to_dict"]
-        return fn(self)  # type: ignore[no-any-return]
+        return fn(self)
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict())

@@ -393,7 +393,7 @@ def _transport(w: Work, c: _IpCols, raw: RawBatch) -> None:
     c.flags[ti] = ht["flags"]
     doff = (ht["doff"] >> 4).astype(np.int64) * 4
     l4len = c.l4_len[ti]
-    bad = (doff < 20) | (doff > l4len)
+    bad = (doff < 20) | ((doff > l4len) & (c.frag[ti] != FRAG_FIRST))
     if bad.any():
         w.weird_at(ti[bad], "bad_tcp_data_offset")
     c.payload[ti] = np.maximum(l4len - doff, 0)
@@ -401,7 +401,8 @@ def _transport(w: Work, c: _IpCols, raw: RawBatch) -> None:
     if udp.any():
         ui = idx[udp]
         ulen = (h["w1"][udp] >> 16).astype(np.int64)
-        badu = (ulen < 8) | (ulen > c.l4_len[ui])
+        # a first fragment holds only part of the datagram its UDP length describes
+        badu = (ulen < 8) | ((ulen > c.l4_len[ui]) & (c.frag[ui] != FRAG_FIRST))
         w.weird_at(ui[badu], "bad_udp_length")
         c.payload[ui] = np.maximum(c.l4_len[ui] - 8, 0)
     sctp = p == 132

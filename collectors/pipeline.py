@@ -123,8 +123,11 @@ class FlowPipeline:
         for i in np.nonzero(kind == KIND_ARP)[0].tolist():
             emit(self._arp(d, i))
         wi = np.nonzero(kind == KIND_WEIRD)[0]
+        names = st.weird_names
         for i in wi.tolist():
-            emit(self._weird(d, i, file))
+            w = self._weird(d, i, file)
+            names[w.name] = names.get(w.name, 0) + 1
+            emit(w)
         st.arp += int(counts[KIND_ARP])
         st.weird += int(counts[KIND_WEIRD])
         st.ip += int(counts[KIND_IP])
@@ -156,7 +159,7 @@ class FlowPipeline:
             b[18:24].hex(":"),
             tpa,
             int(d.src_mac[i]).to_bytes(6, "big").hex(":") if d.has_mac[i] else None,
-            int(d.dst_mac[i]).to_bytes(6, "big").hex(":") if d.has_mac[i] else None,
+            int(d.dst_mac[i]).to_bytes(6, "big").hex(":") if d.dst_mac[i] else None,
             spa == tpa,
             int(d.vlan[i]) if d.vlan[i] >= 0 else None,
             self.vantage,
@@ -166,7 +169,9 @@ class FlowPipeline:
     def _capture_weirds(
         self, reader: CaptureReader, seen: int, emit: Callable[[Record], None]
     ) -> int:
+        names = self.stats.weird_names
         for w in reader.weirds[seen:]:
             self.stats.capture_weird += 1
+            names[w.name] = names.get(w.name, 0) + 1
             emit(Weird(0, w.name, "capture", w.detail, reader.name, w.frame, self.vantage))
         return len(reader.weirds)

@@ -3,7 +3,9 @@
 Conventions (Zeek's conn.log is the model):
 - the *originator* is the host that sent the first SYN (TCP), or the first packet's sender,
   flipped when only the reply side was seen (``^`` in ``history``); ``src_*`` is the originator;
-- for ICMP, ``src_port`` is the ICMP type and ``dst_port`` the code of the first packet;
+- for ICMP/ICMPv6 (Zeek's convention), ``src_port`` is the originator's ICMP type and
+  ``dst_port`` the counterpart type for request/reply pairs (echo 8/0, ICMPv6 echo 128/129,
+  timestamp 13/14, neighbor solicitation 135/136 …), else the code of the first message;
 - byte counts come in three layers per direction: IP (header + payload, IPFIX octet count),
   transport payload, and link-layer frame bytes (what tshark's ``-z conv`` and argus count).
 """
@@ -56,7 +58,7 @@ class FlowRecord(Record):
     src_ip: str = doc("Originator IP address (IPv4 dotted or IPv6 compressed text).")
     src_port: int = doc("Originator port; ICMP type for ICMP; 0 for protocols without ports.")
     dst_ip: str = doc("Responder IP address.")
-    dst_port: int = doc("Responder port; ICMP code for ICMP; 0 for protocols without ports.")
+    dst_port: int = doc("Responder port; ICMP counterpart type or code (see module doc); 0 without ports.")
     proto: int = doc("IP protocol number (IANA): 6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, …")
     community_id: str = doc(
         "Community ID v1 flow hash (seed 0), e.g. '1:LQU9qZlK+B5F3KDmev6m5PMibrg='."

@@ -13,7 +13,7 @@ import collectors.services  # noqa: F401  (port bindings)
 from collectors.pipeline import FlowPipeline, RunStats
 from parkwatch.config import load_settings
 from parkwatch.errors import CaptureError
-from parkwatch.schema import FlowRecord, Record
+from parkwatch.schema import Record
 from parkwatch.sinks import SINKS
 from parkwatch.topology import load_topology
 
@@ -88,9 +88,7 @@ def flows_command(
     ev_sink = SINKS.get("jsonl")(ev_fh) if ev_fh else None
 
     def emit(rec: Record) -> None:
-        if isinstance(rec, FlowRecord):
-            sink.write(rec)
-        elif ev_sink is not None:
+        if ev_sink is not None:
             ev_sink.write(rec)
 
     show = sys.stderr.isatty() if progress is None else progress
@@ -109,9 +107,9 @@ def flows_command(
                     bar.label = f"{done[0]:,} packets"
                     bar.update(0)
 
-                stats = pipeline.run(captures, emit, progress=tick)
+                stats = pipeline.run(captures, emit, sink.write_many, progress=tick)
         else:
-            stats = pipeline.run(captures, emit)
+            stats = pipeline.run(captures, emit, sink.write_many)
     finally:
         sink.close()
         if ev_sink is not None:

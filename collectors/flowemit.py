@@ -8,10 +8,10 @@ Community ID, topology facts and the port-bound application protocol.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,16 +20,36 @@ from collectors.communityid import ICMP4_PAIRS, ICMP4_REQUESTS, ICMP6_PAIRS, ICM
 from collectors.slots import LETTERS, NEVER, NL
 from parkwatch.registry import PORT_BINDINGS, app_proto_for
 from parkwatch.schema import FlowRecord
+from parkwatch.schema.columns import Columns
 
 if TYPE_CHECKING:
     from collectors.slots import Slots
     from parkwatch.topology import Topology
 
 FIN, SYN, RST = 1, 2, 4
-_FLAG_TEXT = [
+_FLAG_TEXT_LIST = [
     "".join(c for b, c in zip((1, 2, 4, 8, 16, 32, 64, 128), "FSRPAUEC", strict=True) if f & b)
     for f in range(256)
 ]
+_FLAG_OBJ = np.array(_FLAG_TEXT_LIST, dtype=object)
+
+
+def _obj(items: list[Any]) -> np.ndarray:
+    """A 1-d object array of ``items`` (tuples stay whole: an (n, k) array for k-tuples)."""
+    if items and isinstance(items[0], tuple):
+        return np.array(items, dtype=object).reshape(len(items), -1)
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def _optional(col: np.ndarray) -> np.ndarray:
+    """-1 means absent: an object column of ints and None."""
+    out = col.astype(object)
+    out[col < 0] = None
+    return out
+
+
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 _L = {c: i for i, c in enumerate(LETTERS)}
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
@@ -58,7 +78,7 @@ _CID_V6 = np.dtype(
     ]
 )
 _sha1 = hashlib.sha1
-_b64 = base64.b64encode
+_b64 = binascii.b2a_base64
 
 
 def _server_ports() -> np.ndarray:
@@ -83,12 +103,14 @@ class Emitter:
         seed = int.from_bytes(vantage.encode()[:8].ljust(8, b"\0"), "little")
         self._seed = np.uint64(seed ^ 0x5052_4B57_4154_4348)
 
-    def records(self, s: Slots, idx: np.ndarray, why: str) -> list[FlowRecord]:
-        """Records for slots ``idx`` ending for reason ``why``.
+    def columns(self, s: Slots, idx: np.ndarray, why: str) -> Columns[FlowRecord]:
+        """Flow records for slots ``idx`` ending for reason ``why``, as columns.
 
         ``why`` may be ``expired`` (resolved to rst / fin / idle_timeout) or
         ``end_of_capture`` (rst / fin when the flow had closed, else end_of_capture).
         """
+        if not len(idx):
+            return Columns.concat(FlowRecord, [])
         hist = s.hist[idx]
         proto = s.proto[idx]
         first_b = s.first_dir[idx] == 1
@@ -101,96 +123,68 @@ class Emitter:
             v = arr[idx]
             return v[rows, o], v[rows, r]
 
+        def orient(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return np.where(orig_b, b, a), np.where(orig_b, a, b)
+
         pk_o, pk_r = pair(s.pkts)
         by_o, by_r = pair(s.bytes)
         pl_o, pl_r = pair(s.payload)
         l2_o, l2_r = pair(s.l2bytes)
         fl_o, fl_r = pair(s.flags)
-        state = _conn_state(hist, orig_b, proto, pk_o, pk_r, pl_o, pl_r, fl_o, fl_r)
-        reason = _reasons(why, fl_o, fl_r)
-        hkeys = self._history_keys(hist, orig_b, orig_b != first_b)
-        ports_a, ports_b = s.a_port[idx], s.b_port[idx]
-        sport = np.where(orig_b, ports_b, ports_a).tolist()
-        dport = np.where(orig_b, ports_a, ports_b).tolist()
-        uid = self._uids(s, idx)
-        cids = self._community_ids(s, idx, orig_b)
         ver = s.ver[idx].tolist()
-        ends_a = self._endpoints(ver, s.a_hi[idx].tolist(), s.a_lo[idx].tolist())
-        ends_b = self._endpoints(ver, s.b_hi[idx].tolist(), s.b_lo[idx].tolist())
-        mac_a = self._macs(np.where(s.has_mac[idx], s.mac_a[idx], 0))
-        mac_b = self._macs(np.where(s.has_mac[idx], s.mac_b[idx], 0))
-        vlan = [v if v >= 0 else None for v in s.vlan[idx].tolist()]
-        vlan2 = [v if v >= 0 else None for v in s.vlan_inner[idx].tolist()]
-        ftext = _FLAG_TEXT
-        app = self._app_proto
-        vantage = self.vantage
-        cols = [
-            x.tolist()
-            for x in (
-                s.first_ts[idx],
-                s.last_ts[idx],
-                proto,
-                pk_o,
-                by_o,
-                pl_o,
-                l2_o,
-                fl_o,
-                pk_r,
-                by_r,
-                pl_r,
-                l2_r,
-                fl_r,
-                orig_b,
+        ends = [
+            self._endpoints(
+                ver, getattr(s, side + "_hi")[idx].tolist(), getattr(s, side + "_lo")[idx].tolist()
             )
+            for side in ("a", "b")
         ]
-        out = []
-        for i, (t0, t1, pr, po, bo, plo, l2o, fo, pr_, br, plr, l2r, fr, ob) in enumerate(
-            zip(*cols, strict=True)
-        ):
-            (src, se, sz, sr), (dst, de, dz, dr) = (
-                (ends_b[i], ends_a[i]) if ob else (ends_a[i], ends_b[i])
-            )
-            smac, dmac = (mac_b[i], mac_a[i]) if ob else (mac_a[i], mac_b[i])
-            sp, dp = sport[i], dport[i]
-            out.append(
-                FlowRecord(
-                    uid[i],
-                    t0,
-                    t1,
-                    vantage,
-                    src,
-                    sp,
-                    dst,
-                    dp,
-                    pr,
-                    cids[i],
-                    state[i],
-                    hkeys[i],
-                    reason[i],
-                    po,
-                    bo,
-                    plo,
-                    l2o,
-                    ftext[fo],
-                    pr_,
-                    br,
-                    plr,
-                    l2r,
-                    ftext[fr],
-                    vlan[i],
-                    vlan2[i],
-                    smac,
-                    dmac,
-                    app(pr, dp),
-                    se,
-                    sz,
-                    sr,
-                    de,
-                    dz,
-                    dr,
-                )
-            )
-        return out
+        src, dst = orient(ends[0], ends[1])  # (4, n): text, enterprise, zone, role
+        sport, dport = orient(s.a_port[idx], s.b_port[idx])
+        macs = [
+            self._macs(np.where(s.has_mac[idx], getattr(s, "mac_" + side)[idx], 0))
+            for side in ("a", "b")
+        ]
+        smac, dmac = orient(macs[0], macs[1])
+        n = len(idx)
+        data: dict[str, np.ndarray] = {
+            "uid": _obj(self._uids(s, idx)),
+            "start": s.first_ts[idx],
+            "end": s.last_ts[idx],
+            "vantage": np.full(n, self.vantage, dtype=object),
+            "src_ip": src[0],
+            "src_port": sport,
+            "dst_ip": dst[0],
+            "dst_port": dport,
+            "proto": proto,
+            "community_id": _obj(self._community_ids(s, idx, orig_b)),
+            "conn_state": _obj(
+                _conn_state(hist, orig_b, proto, pk_o, pk_r, pl_o, pl_r, fl_o, fl_r)
+            ),
+            "history": _obj(self._history_keys(hist, orig_b, orig_b != first_b)),
+            "end_reason": _obj(_reasons(why, fl_o, fl_r)),
+            "orig_pkts": pk_o,
+            "orig_bytes": by_o,
+            "orig_payload_bytes": pl_o,
+            "orig_l2_bytes": l2_o,
+            "orig_flags": _FLAG_OBJ[fl_o],
+            "resp_pkts": pk_r,
+            "resp_bytes": by_r,
+            "resp_payload_bytes": pl_r,
+            "resp_l2_bytes": l2_r,
+            "resp_flags": _FLAG_OBJ[fl_r],
+            "vlan": _optional(s.vlan[idx]),
+            "vlan_inner": _optional(s.vlan_inner[idx]),
+            "src_mac": smac,
+            "dst_mac": dmac,
+            "app_proto": self._app_protos(proto, dport),
+            "src_enterprise": src[1],
+            "src_zone": src[2],
+            "src_role": src[3],
+            "dst_enterprise": dst[1],
+            "dst_zone": dst[2],
+            "dst_role": dst[3],
+        }
+        return Columns(FlowRecord, data)
 
     # -- pieces -----------------------------------------------------------------------------
     def _originator(
@@ -251,40 +245,37 @@ class Emitter:
             h ^= h >> np.uint64(29)
         return [f"C{x:016x}" for x in h.tolist()]
 
-    def _endpoints(
-        self, ver: list[int], hi: list[int], lo: list[int]
-    ) -> list[tuple[str, str | None, str | None, str | None]]:
-        """(address text, enterprise, zone, role) per address, cached."""
+    def _endpoints(self, ver: list[int], hi: list[int], lo: list[int]) -> np.ndarray:
+        """(4, n) object array: address text, enterprise, zone, role of each address."""
         cache = self._ip
-        out = []
-        for v, h, low in zip(ver, hi, lo, strict=True):
-            key = (v, h, low)
-            got = cache.get(key)
-            if got is None:
-                if v == 4:
-                    text = socket.inet_ntoa((low & 0xFFFFFFFF).to_bytes(4, "big"))
-                else:
-                    raw = h.to_bytes(8, "big") + low.to_bytes(8, "big")
-                    text = socket.inet_ntop(socket.AF_INET6, raw)
-                ep = self.topology.lookup(text)
-                got = (text, ep.enterprise, ep.zone, ep.role)
-                if len(cache) > 200_000:
-                    cache.clear()
-                cache[key] = got
-            out.append(got)
+        keys = list(zip(ver, hi, lo, strict=True))
+        for key in set(keys).difference(cache):
+            v, h, low = key
+            if v == 4:
+                text = socket.inet_ntoa((low & 0xFFFFFFFF).to_bytes(4, "big"))
+                ep = self.topology.lookup_int(4, low & 0xFFFFFFFF)
+            else:
+                raw = h.to_bytes(8, "big") + low.to_bytes(8, "big")
+                text = socket.inet_ntop(socket.AF_INET6, raw)
+                ep = self.topology.lookup_int(6, (h << 64) | low)
+            cache[key] = (text, ep.enterprise, ep.zone, ep.role)
+        rows = list(map(cache.__getitem__, keys))
+        if len(cache) > 200_000:
+            cache.clear()
+        out = np.empty((4, len(rows)), dtype=object)
+        for k, col in enumerate(zip(*rows, strict=True)):
+            out[k] = col
         return out
 
-    def _macs(self, macs: np.ndarray) -> list[str | None]:
+    def _macs(self, macs: np.ndarray) -> np.ndarray:
         cache = self._mac
-        out: list[str | None] = []
-        for m in macs.tolist():
-            got = cache.get(m)
-            if got is None:
-                got = cache[m] = m.to_bytes(6, "big").hex(":") if m else None
-                if len(cache) > 100_000:
-                    cache.clear()
-            out.append(got)
-        return out
+        values = macs.tolist()
+        for m in set(values).difference(cache):
+            cache[m] = m.to_bytes(6, "big").hex(":") if m else None
+        if len(cache) > 100_000:
+            cache.clear()
+            return self._macs(macs)
+        return _obj(list(map(cache.__getitem__, values)))
 
     def _community_ids(self, s: Slots, idx: np.ndarray, orig_b: np.ndarray) -> list[str]:
         """Community ID v1 for every flow: inputs packed with numpy, one sha1 per flow."""
@@ -325,14 +316,15 @@ class Emitter:
                 step = dt.itemsize
                 for k, pos in enumerate(m.tolist()):
                     digest = _sha1(blob[k * step : k * step + width]).digest()
-                    out[pos] = "1:" + _b64(digest).decode("ascii")
+                    out[pos] = "1:" + _b64(digest, newline=False).decode("ascii")
         return out
 
-    def _app_proto(self, proto: int, port: int) -> str | None:
-        key = (proto, port)
-        if key not in self._app:
-            self._app[key] = app_proto_for(proto, port)
-        return self._app[key]
+    def _app_protos(self, proto: np.ndarray, port: np.ndarray) -> np.ndarray:
+        keys = list(zip(proto.tolist(), port.tolist(), strict=True))
+        cache = self._app
+        for key in set(keys).difference(cache):
+            cache[key] = app_proto_for(*key)
+        return _obj(list(map(cache.__getitem__, keys)))
 
 
 def _history_text(key: bytes) -> str:

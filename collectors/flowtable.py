@@ -9,8 +9,6 @@ Ended flows are released to the caller in end-time order (see :meth:`FlowTable.a
 
 from __future__ import annotations
 
-import bisect
-import operator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +19,7 @@ from collectors.flowemit import Emitter
 from collectors.slots import NEVER, NL, Slots
 from parkwatch.config import FlowSettings
 from parkwatch.schema import FlowRecord
+from parkwatch.schema.columns import Columns
 
 FIN, SYN, RST, ACK = 1, 2, 4, 16
 NS = 1_000_000_000
@@ -58,7 +57,7 @@ class FlowTable:
         self.index: dict[tuple[int, ...], int] = {}
         self.frags: dict[tuple[int, ...], tuple[int, int, int]] = {}
         self.stats = FlowStats()
-        self._pending: list[FlowRecord] = []
+        self._pending: list[Columns[FlowRecord]] = []
         idle = np.full(256, settings.other_idle, dtype=np.float64)
         idle[6], idle[17] = settings.tcp_idle, settings.udp_idle
         idle[1] = idle[58] = settings.icmp_idle
@@ -68,7 +67,7 @@ class FlowTable:
         self.now = -NEVER
 
     # -- public -------------------------------------------------------------------------
-    def add(self, d: Decoded) -> list[FlowRecord]:
+    def add(self, d: Decoded) -> Columns[FlowRecord]:
         """Fold a decoded batch in; return flows that ended and can be released in order."""
         sel = np.nonzero(d.kind == KIND_IP)[0]
         if len(sel):
@@ -80,7 +79,7 @@ class FlowTable:
         self._expire()
         return self._release(self._watermark())
 
-    def flush(self) -> list[FlowRecord]:
+    def flush(self) -> Columns[FlowRecord]:
         """End every open flow (end of capture) and release everything pending."""
         live = np.nonzero(self.slots.active)[0]
         self._end(live, "end_of_capture")
@@ -332,7 +331,7 @@ class FlowTable:
     def _end(self, idx: np.ndarray, why: str, reindex: bool = True) -> None:
         if not len(idx):
             return
-        recs = self.emit.records(self.slots, idx, why)
+        cols = self.emit.columns(self.slots, idx, why)
         s = self.slots
         if reindex:
             keys = zip(
@@ -358,10 +357,12 @@ class FlowTable:
                     del self.index[k]
         s.release(idx)
         by = self.stats.by_reason
-        for r in recs:
-            by[r.end_reason] = by.get(r.end_reason, 0) + 1
-        self._pending.extend(recs)
-        self.stats.flows += len(recs)
+        for name, count in zip(
+            *np.unique(cols["end_reason"].astype(str), return_counts=True), strict=True
+        ):
+            by[str(name)] = by.get(str(name), 0) + int(count)
+        self._pending.append(cols)
+        self.stats.flows += len(cols)
 
     def _expire(self) -> None:
         s = self.slots
@@ -385,18 +386,16 @@ class FlowTable:
         s = self.slots
         return int(s.last_ts.min()) if s.active.any() else NEVER
 
-    def _release(self, upto: int) -> list[FlowRecord]:
-        """Pending records with ``end <= upto``, in end order (stable for equal ends)."""
-        pend = self._pending
-        if not pend:
-            return []
-        pend.sort(key=_end_of)
-        cut = bisect.bisect_right(pend, upto, key=_end_of)
-        out, self._pending = pend[:cut], pend[cut:]
-        return out
-
-
-_end_of = operator.attrgetter("end")
+    def _release(self, upto: int) -> Columns[FlowRecord]:
+        """Pending flows with ``end <= upto``, in end order (stable for equal ends)."""
+        pend = Columns.concat(FlowRecord, self._pending)
+        if not len(pend):
+            self._pending = []
+            return pend
+        order = np.argsort(pend["end"], kind="stable")
+        cut = int(np.searchsorted(pend["end"][order], upto, side="right"))
+        self._pending = [pend.take(order[cut:])] if cut < len(order) else []
+        return pend.take(order[:cut])
 
 
 class _Packets:

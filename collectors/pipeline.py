@@ -25,7 +25,8 @@ from collectors.flowemit import Emitter
 from collectors.flowtable import FlowTable
 from collectors.pcapio import CaptureReader
 from parkwatch.config import Settings
-from parkwatch.schema import ArpEvent, Record, Weird
+from parkwatch.schema import ArpEvent, FlowRecord, Record, Weird
+from parkwatch.schema.columns import Columns
 from parkwatch.topology import Topology
 
 _ARP_OPS = {1: "who-has", 2: "is-at"}
@@ -88,9 +89,11 @@ class FlowPipeline:
         self,
         captures: Iterable[str],
         emit: Callable[[Record], None],
+        flows: Callable[[Columns[FlowRecord]], None],
         progress: Callable[[int], None] | None = None,
     ) -> RunStats:
-        """Process ``captures``; ``emit`` gets every flow, ARP event and weird in order."""
+        """Process ``captures``: ``emit`` gets ARP events and weirds, ``flows`` batches of
+        flow records (as :class:`Columns`, in end-time order)."""
         t0 = time.perf_counter()
         st = self.stats
         for path in captures:
@@ -99,16 +102,17 @@ class FlowPipeline:
                 seen_weirds = 0
                 for raw in reader.batches():
                     d = decode(raw)
-                    flows = self.table.add(d)  # may turn orphan fragments into weirds
+                    ended = self.table.add(d)  # may turn orphan fragments into weirds
                     self._facts(d, reader.name, emit)
-                    for rec in flows:
-                        emit(rec)
+                    if len(ended):
+                        flows(ended)
                     seen_weirds = self._capture_weirds(reader, seen_weirds, emit)
                     if progress is not None:
                         progress(len(raw))
                 self._capture_weirds(reader, seen_weirds, emit)
-        for rec in self.table.flush():
-            emit(rec)
+        ended = self.table.flush()
+        if len(ended):
+            flows(ended)
         st.flows = self.table.stats.flows
         st.evicted = self.table.stats.evicted
         st.seconds = time.perf_counter() - t0

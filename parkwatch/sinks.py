@@ -7,16 +7,18 @@ line (the records' schema form); ``table`` writes an aligned text table for a pe
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 import orjson
 
 from parkwatch.registry import Registry
 from parkwatch.schema import Record, format_ts
+from parkwatch.schema.columns import Columns
 
 
 class Sink(Protocol):
     def write(self, record: Record) -> None: ...
+    def write_many(self, batch: Columns[Any]) -> None: ...
     def close(self) -> None: ...
 
 
@@ -35,6 +37,11 @@ class JsonlSink:
         self._buf.append(orjson.dumps(record.to_dict()))
         if len(self._buf) >= 4096:
             self._flush()
+
+    def write_many(self, batch: Columns[Any]) -> None:
+        """A whole batch at once (the fast path: no dataclass per row)."""
+        self._flush()
+        self.out.write(batch.jsonl())
 
     def _flush(self) -> None:
         if self._buf:
@@ -88,6 +95,10 @@ class TableSink:
             d["duration"] = f"{dur:.3f}"
             d["start"] = format_ts(getattr(record, "start", 0))
         self.rows.append(["-" if d.get(c) is None else str(d.get(c)) for c in cols])
+
+    def write_many(self, batch: Columns[Any]) -> None:
+        for rec in batch.records():
+            self.write(rec)
 
     def close(self) -> None:
         if self.header is None:

@@ -138,13 +138,16 @@ class Topology:
         self._any_vantage = any_vantage
         self._zone_table = _PrefixTable((net, z) for z in self.zones for net in z.cidrs)
         self._ent_table = _PrefixTable((net, e.id) for e in self.enterprises for net in e.cidrs)
-        self._roles = {(a.ip.version, int(a.ip)): a.role for a in self.assets}
+        self._roles: dict[tuple[int, int], str] = {
+            (a.ip.version, int(a.ip)): a.role for a in self.assets
+        }
         self._vantage = {v.id: v for v in self.vantage_points}
         allowed: dict[tuple[str, str], set[str]] = {}
         for c in self.conduits:
             allowed.setdefault((c.src, c.dst), set()).update(c.protocols)
         self._conduits = {pair: frozenset(protos) for pair, protos in allowed.items()}
         self._cache: dict[str, Endpoint] = {}
+        self._int_cache: dict[tuple[int, int], Endpoint] = {}
         self._cache_size = max(1, cache_size)
 
     def __repr__(self) -> str:
@@ -171,7 +174,25 @@ class Topology:
             raise ValueError(f"not an IPv4 or IPv6 address: {ip!r}") from None
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
             addr = addr.ipv4_mapped
-        version, value = addr.version, int(addr)
+        return self._resolve_int(addr.version, int(addr))
+
+    def lookup_int(self, version: int, value: int) -> Endpoint:
+        """Like :meth:`lookup` for an address given as its integer value (no text parsing).
+
+        ``version`` 6 with an IPv4-mapped value (``::ffff:a.b.c.d``) is looked up as IPv4.
+        """
+        if version == 6 and (value >> 32) == 0xFFFF:
+            version, value = 4, value & 0xFFFFFFFF
+        key = (version, value)
+        cached = self._int_cache.get(key)
+        if cached is None:
+            cached = self._resolve_int(version, value)
+            if len(self._int_cache) >= self._cache_size:
+                self._int_cache.clear()
+            self._int_cache[key] = cached
+        return cached
+
+    def _resolve_int(self, version: int, value: int) -> Endpoint:
         zone = self._zone_table.match(version, value)
         enterprise = self._ent_table.match(version, value)
         role = self._roles.get((version, value))

@@ -14,6 +14,7 @@ from scapy.utils import wrpcap
 from collectors.pipeline import FlowPipeline, RunStats
 from parkwatch.config import load_settings
 from parkwatch.schema import ArpEvent, FlowRecord, Record, Weird
+from parkwatch.schema.columns import Columns
 from parkwatch.topology import Topology, load_topology
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "pcaps"
@@ -50,7 +51,13 @@ def run_capture(
         elif isinstance(rec, Weird):
             res.weird.append(rec)
 
-    res.stats = pipe.run([paths] if isinstance(paths, str) else paths, emit)
+    def flows(cols: Columns[FlowRecord]) -> None:
+        recs = cols.records()
+        assert cols.jsonl() == b"".join(r.to_json() + b"\n" for r in recs)  # fast path == slow
+        res.flows.extend(recs)
+        res.order.extend(recs)
+
+    res.stats = pipe.run([paths] if isinstance(paths, str) else paths, emit, flows)
     return res
 
 

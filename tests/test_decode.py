@@ -123,7 +123,7 @@ def run_pipeline(path: str) -> tuple[FlowPipeline, list[Record]]:
     """Like ``run_capture`` but also hands back the pipeline (for its flow-table stats)."""
     pipe = FlowPipeline(load_settings(None), load_topology(None), "test")
     out: list[Record] = []
-    pipe.run([path], out.append)
+    pipe.run([path], out.append, lambda cols: out.extend(cols.records()))
     return pipe, out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
@@ -493,3 +494,20 @@ def test_anchors_and_merge_keys_work(tmp_path: Path) -> None:
     )
     t = load_topology(write(tmp_path, text))
     assert t.lookup("10.1.2.200") == Endpoint("ent-a", "ent-a-safety", "ot", None, True)
+
+
+def test_lookup_int_agrees_with_text_lookup():
+    topo = load_topology(EXAMPLE)
+    for text in (
+        "10.1.2.10",
+        "10.1.1.77",
+        "10.2.2.20",
+        "10.0.0.53",
+        "8.8.8.8",
+        "fd00:b::1",
+        "2001:db8::1",
+    ):
+        addr = ipaddress.ip_address(text)
+        assert topo.lookup_int(addr.version, int(addr)) == topo.lookup(text), text
+    mapped = int(ipaddress.ip_address("::ffff:10.1.2.10"))
+    assert topo.lookup_int(6, mapped) == topo.lookup("10.1.2.10")

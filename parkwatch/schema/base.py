@@ -28,11 +28,16 @@ def doc(
     text: str,
     *,
     ts: bool = False,
+    safe: bool = False,
     default: Any = dataclasses.MISSING,
     factory: Any = dataclasses.MISSING,
 ) -> Any:
-    """A dataclass field with its one-line doc; ``ts=True`` marks a nanosecond timestamp."""
-    meta = {"doc": text, "ts": ts}
+    """A dataclass field with its one-line doc.
+
+    ``ts=True`` marks a nanosecond timestamp (RFC 3339 in JSON); ``safe=True`` promises ASCII
+    text with nothing JSON must escape (lets :mod:`parkwatch.schema.columns` skip encoding).
+    """
+    meta = {"doc": text, "ts": ts, "safe": safe}
     if factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

@@ -51,23 +51,25 @@ class FlowRecord(Record):
     SCHEMA = "parkwatch.flow"
     VERSION = 1
 
-    uid: str = doc("Stable flow id: same capture, vantage and flow give the same uid.")
+    uid: str = doc("Stable flow id: same capture, vantage and flow give the same uid.", safe=True)
     start: int = doc("Time of the first packet (ns since epoch; RFC 3339 UTC in JSON).", ts=True)
     end: int = doc("Time of the last packet (ns since epoch; RFC 3339 UTC in JSON).", ts=True)
     vantage: str = doc("Collector / vantage point id that saw the flow.")
-    src_ip: str = doc("Originator IP address (IPv4 dotted or IPv6 compressed text).")
+    src_ip: str = doc("Originator IP address (IPv4 dotted or IPv6 compressed text).", safe=True)
     src_port: int = doc("Originator port; ICMP type for ICMP; 0 for protocols without ports.")
-    dst_ip: str = doc("Responder IP address.")
-    dst_port: int = doc("Responder port; ICMP counterpart type or code (see module doc); 0 without ports.")
+    dst_ip: str = doc("Responder IP address.", safe=True)
+    dst_port: int = doc(
+        "Responder port; ICMP counterpart type or code (see module doc); 0 without ports."
+    )
     proto: int = doc("IP protocol number (IANA): 6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, …")
     community_id: str = doc(
-        "Community ID v1 flow hash (seed 0), e.g. '1:LQU9qZlK+B5F3KDmev6m5PMibrg='."
+        "Community ID v1 flow hash (seed 0), e.g. '1:LQU9qZlK+B5F3KDmev6m5PMibrg='.", safe=True
     )
-    conn_state: str = doc("Zeek-style connection state, one of CONN_STATES.")
+    conn_state: str = doc("Zeek-style connection state, one of CONN_STATES.", safe=True)
     history: str = doc(
-        "Zeek-style history: S H A D F R (upper = originator), ^ = direction flipped."
+        "Zeek-style history: S H A D F R (upper = originator), ^ = direction flipped.", safe=True
     )
-    end_reason: str = doc("Why the record was closed, one of END_REASONS.")
+    end_reason: str = doc("Why the record was closed, one of END_REASONS.", safe=True)
     orig_pkts: int = doc("Packets sent by the originator.")
     orig_bytes: int = doc("IP-layer bytes (headers + payload) sent by the originator.")
     orig_payload_bytes: int = doc(
@@ -75,13 +77,13 @@ class FlowRecord(Record):
     )
     orig_l2_bytes: int = doc("Link-layer frame bytes (original length) sent by the originator.")
     orig_flags: str = doc(
-        "TCP flags seen from the originator, in order FSRPAUEC (empty if none/not TCP)."
+        "TCP flags seen from the originator, in order FSRPAUEC (empty if none/not TCP).", safe=True
     )
     resp_pkts: int = doc("Packets sent by the responder.")
     resp_bytes: int = doc("IP-layer bytes sent by the responder.")
     resp_payload_bytes: int = doc("Transport payload bytes sent by the responder.")
     resp_l2_bytes: int = doc("Link-layer frame bytes sent by the responder.")
-    resp_flags: str = doc("TCP flags seen from the responder, in order FSRPAUEC.")
+    resp_flags: str = doc("TCP flags seen from the responder, in order FSRPAUEC.", safe=True)
     vlan: int | None = doc("Outer 802.1Q/802.1ad VLAN id, None if untagged.", default=None)
     vlan_inner: int | None = doc(
         "Inner VLAN id of a QinQ frame, None if not double-tagged.", default=None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -13,13 +14,10 @@ import collectors.services  # noqa: F401  (port bindings)
 from collectors.pipeline import FlowPipeline, RunStats
 from parkwatch.config import load_settings
 from parkwatch.errors import CaptureError
-from parkwatch.schema import Record
+from parkwatch.schema import FlowRecord, Record
+from parkwatch.schema.columns import Columns
 from parkwatch.sinks import SINKS
 from parkwatch.topology import load_topology
-
-
-def _capture_size(paths: list[str]) -> int:
-    return sum(os.path.getsize(p) for p in paths if p != "-" and os.path.isfile(p))
 
 
 @click.command("flows")
@@ -94,20 +92,7 @@ def flows_command(
     show = sys.stderr.isatty() if progress is None else progress
     try:
         if show:
-            with click.progressbar(
-                length=max(_capture_size(list(captures)) // 1000, 1),
-                label="packets",
-                file=sys.stderr,
-                show_pos=False,
-            ) as bar:
-                done = [0]
-
-                def tick(n: int) -> None:
-                    done[0] += n
-                    bar.label = f"{done[0]:,} packets"
-                    bar.update(0)
-
-                stats = pipeline.run(captures, emit, sink.write_many, progress=tick)
+            stats = _run_with_progress(pipeline, list(captures), emit, sink.write_many)
         else:
             stats = pipeline.run(captures, emit, sink.write_many)
     finally:
@@ -119,6 +104,35 @@ def flows_command(
         if ev_fh is not None:
             ev_fh.close()
     click.echo(summary(stats), err=True)
+
+
+def _run_with_progress(
+    pipeline: FlowPipeline,
+    captures: list[str],
+    emit: Callable[[Record], None],
+    flows: Callable[[Columns[FlowRecord]], None],
+) -> RunStats:
+    """Run with a progress bar on stderr: bytes of the capture files read, packets so far."""
+    sizes = [os.path.getsize(p) if p != "-" and os.path.isfile(p) else 0 for p in captures]
+    total = sum(sizes)
+    with click.progressbar(
+        length=max(total, 1),
+        label="reading",
+        file=sys.stderr,
+        show_eta=total > 0,
+        show_percent=total > 0,
+    ) as bar:
+        state = {"packets": 0, "base": 0, "last": 0}
+
+        def tick(packets: int, consumed: int) -> None:
+            if consumed < state["last"]:  # the next file started
+                state["base"] += state["last"]
+            state["last"] = consumed
+            state["packets"] += packets
+            bar.label = f"{state['packets']:,} packets"
+            bar.update(state["base"] + consumed - bar.pos)
+
+        return pipeline.run(captures, emit, flows, progress=tick)
 
 
 def summary(st: RunStats) -> str:

@@ -176,6 +176,7 @@ class _PlainStream:
         self._f = f
         self._readinto = getattr(f, "readinto", None)
         self.error: tuple[str, str] | None = None
+        self.consumed = 0  # bytes taken from the underlying file (for progress)
 
     def read_into(self, mv: memoryview) -> int:
         """Fill mv; fewer bytes than its length only at end of file (or on a read error)."""
@@ -193,6 +194,7 @@ class _PlainStream:
                 got += k
         except OSError as e:
             self.error = ("read_error", str(e))
+        self.consumed += got
         return got
 
 
@@ -206,6 +208,7 @@ class _GzipStream:
         self._fed = False
         self._eof = False
         self.error: tuple[str, str] | None = None
+        self.consumed = len(prefix)  # compressed bytes taken from the file (for progress)
 
     def read_into(self, mv: memoryview) -> int:
         """Fill mv with decompressed bytes; fewer than its length only at the end."""
@@ -216,6 +219,7 @@ class _GzipStream:
             if not data:
                 try:
                     data = self._f.read(1 << 20)
+                    self.consumed += len(data)
                 except OSError as e:
                     self.error, data = ("read_error", str(e)), b""
             if not data or (not self._fed and data[0] == 0):  # the end, or zero padding
@@ -361,6 +365,11 @@ class CaptureReader:
             for part in parts:
                 self.packets += len(part[0])
                 yield _batch(view, part)
+
+    @property
+    def consumed(self) -> int:
+        """Bytes of the file read so far (compressed bytes for gzip), for progress bars."""
+        return self._stream.consumed
 
     def close(self) -> None:
         """Stop reading and close the file if this reader opened it."""

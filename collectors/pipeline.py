@@ -90,7 +90,7 @@ class FlowPipeline:
         captures: Iterable[str],
         emit: Callable[[Record], None],
         flows: Callable[[Columns[FlowRecord]], None],
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> RunStats:
         """Process ``captures``: ``emit`` gets ARP events and weirds, ``flows`` batches of
         flow records (as :class:`Columns`, in end-time order)."""
@@ -108,7 +108,7 @@ class FlowPipeline:
                         flows(ended)
                     seen_weirds = self._capture_weirds(reader, seen_weirds, emit)
                     if progress is not None:
-                        progress(len(raw))
+                        progress(len(raw), reader.consumed)
                 self._capture_weirds(reader, seen_weirds, emit)
         ended = self.table.flush()
         if len(ended):

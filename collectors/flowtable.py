@@ -54,7 +54,8 @@ class FlowTable:
         self.cfg = settings
         self.emit = emitter
         self.slots = Slots()
-        self.index: dict[tuple[int, ...], int] = {}
+        self.index: dict[int, int] = {}  # key hash -> slot (verified on every hit)
+        self.collide: dict[tuple[int, ...], int] = {}  # exact key -> slot, for hash twins
         self.frags: dict[tuple[int, ...], tuple[int, int, int]] = {}
         self.stats = FlowStats()
         self._pending: list[Columns[FlowRecord]] = []
@@ -87,7 +88,7 @@ class FlowTable:
 
     @property
     def active_flows(self) -> int:
-        return len(self.index)
+        return int(self.slots.active.sum())
 
     # -- fragments ------------------------------------------------------------------------
     def _fragments(self, d: Decoded, sel: np.ndarray) -> np.ndarray:
@@ -171,17 +172,43 @@ class FlowTable:
             cols = [c[np.argsort(inv.ravel(), kind="stable")] for c in cols]
             brk[1:] = np.any([c[1:] != c[:-1] for c in cols], axis=0)
             gstart, gid = np.flatnonzero(brk), np.cumsum(brk) - 1
-        reps = [c[gstart].tolist() for c in cols]
-        keys = list(zip(*reps, strict=True))
-        get = self.index.get
-        slot_g = np.array([get(k, -1) for k in keys], dtype=np.int64)
+        hg = h[order][gstart]
+        slot_g, exact = self._lookup(hg, cols, gstart, same.all())
         psel = sel[order]
         pk = _Packets(d, psel, fwd[order], ver[order], cols, gstart, gid)
-        self._segment_and_fold(pk, slot_g, keys)
+        pk.hg = hg
+        self._segment_and_fold(pk, slot_g, exact)
 
-    def _segment_and_fold(
-        self, pk: _Packets, slot_g: np.ndarray, keys: list[tuple[int, ...]]
-    ) -> None:
+    def _lookup(
+        self, hg: np.ndarray, cols: list[np.ndarray], gstart: np.ndarray, unique_hashes: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Slot of each group's key (-1 if new) and which groups need exact-key indexing.
+
+        The index maps the 64-bit key hash to a slot; every hit is verified against the
+        slot's stored key, and keys whose hash is taken by another key live in ``collide``
+        keyed by the full key tuple (never seen in practice, but never wrong either).
+        """
+        get = self.index.get
+        slot_g = np.array([get(x, -1) for x in hg.tolist()], dtype=np.int64)
+        exact = np.zeros(len(hg), dtype=bool) if unique_hashes else np.ones(len(hg), bool)
+        hit = np.nonzero(slot_g >= 0)[0]
+        if len(hit):
+            s, sl, at = self.slots, slot_g[hit], gstart[hit]
+            ok = np.ones(len(hit), dtype=bool)
+            for name, c in zip(KEY_NAMES, cols, strict=True):
+                ok &= getattr(s, name)[sl] == c[at]
+            exact[hit[~ok]] = True
+        if exact.any() or self.collide:
+            for g in np.nonzero(exact | (slot_g < 0) if self.collide else exact)[0].tolist():
+                key = tuple(int(c[gstart[g]]) for c in cols)
+                got = self.collide.get(key)
+                if got is not None:
+                    slot_g[g], exact[g] = got, True
+                elif exact[g]:
+                    slot_g[g] = -1
+        return slot_g, exact
+
+    def _segment_and_fold(self, pk: _Packets, slot_g: np.ndarray, exact: np.ndarray) -> None:
         s = self.slots
         ts, gstart, gid = pk.ts, pk.gstart, pk.gid
         known = slot_g >= 0
@@ -225,9 +252,7 @@ class FlowTable:
         self._accumulate(pk, seg_start, slot_of)
         last_seg = np.append(seg_g[1:] != seg_g[:-1], True)
         newest = np.nonzero(last_seg & is_new)[0]
-        index = self.index
-        for g, sl in zip(seg_g[newest].tolist(), slot_of[newest].tolist(), strict=True):
-            index[keys[g]] = sl  # the newest flow of a key owns its index entry
+        self._index(pk, seg_g[newest], slot_of[newest], exact)
         if splits:  # segments that ended inside the batch: the next segment started a new flow
             pos = np.searchsorted(seg_start, list(splits)) - 1
             self._end_grouped(slot_of[pos], list(splits.values()), reindex=False)
@@ -334,27 +359,7 @@ class FlowTable:
         cols = self.emit.columns(self.slots, idx, why)
         s = self.slots
         if reindex:
-            keys = zip(
-                *(
-                    getattr(s, n)[idx].tolist()
-                    for n in (
-                        "a_hi",
-                        "a_lo",
-                        "b_hi",
-                        "b_lo",
-                        "a_port",
-                        "b_port",
-                        "proto",
-                        "vlan",
-                        "vlan_inner",
-                    )
-                ),
-                strict=True,
-            )
-            slots = idx.tolist()
-            for k, sl in zip(keys, slots, strict=True):
-                if self.index.get(k) == sl:
-                    del self.index[k]
+            self._unindex(idx)
         s.release(idx)
         by = self.stats.by_reason
         for name, count in zip(
@@ -363,6 +368,37 @@ class FlowTable:
             by[str(name)] = by.get(str(name), 0) + int(count)
         self._pending.append(cols)
         self.stats.flows += len(cols)
+
+    def _index(
+        self, pk: _Packets, groups: np.ndarray, slots: np.ndarray, exact: np.ndarray
+    ) -> None:
+        """The newest flow of each key owns the key's index entry."""
+        index, s = self.index, self.slots
+        hs = pk.hg[groups]
+        s.h[slots] = hs
+        for g, sl, h in zip(groups.tolist(), slots.tolist(), hs.tolist(), strict=True):
+            owner = index.get(h)
+            if not exact[g] and (
+                owner is None or owner == sl or not s.active[owner] or _same_key(s, owner, sl)
+            ):
+                index[h] = sl
+            else:
+                self.collide[tuple(int(getattr(s, n)[sl]) for n in KEY_NAMES)] = sl
+
+    def _unindex(self, idx: np.ndarray) -> None:
+        index, s = self.index, self.slots
+        for sl, h in zip(idx.tolist(), s.h[idx].tolist(), strict=True):
+            if index.get(h) == sl:
+                del index[h]
+                for key, other in list(self.collide.items()):  # promote a waiting twin
+                    if other != sl and int(s.h[other]) == h:
+                        index[h] = other
+                        del self.collide[key]
+                        break
+            elif self.collide:
+                for key, other in list(self.collide.items()):
+                    if other == sl:
+                        del self.collide[key]
 
     def _expire(self) -> None:
         s = self.slots
@@ -398,6 +434,13 @@ class FlowTable:
         return pend.take(order[:cut])
 
 
+KEY_NAMES = ("a_hi", "a_lo", "b_hi", "b_lo", "a_port", "b_port", "proto", "vlan", "vlan_inner")
+
+
+def _same_key(s: Slots, x: int, y: int) -> bool:
+    return all(getattr(s, n)[x] == getattr(s, n)[y] for n in KEY_NAMES)
+
+
 class _Packets:
     """The IP packets of a batch in flow-grouped order, with the columns folding needs."""
 
@@ -426,6 +469,7 @@ class _Packets:
             d.has_mac[psel],
         )
         self.letters = _letters(self.flags, self.payload, self.proto == 6, fwd)
+        self.hg = np.zeros(0, dtype=np.uint64)  # key hash per group (set by the caller)
 
 
 def _letters(

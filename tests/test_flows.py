@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import communityid
+import numpy as np
 import pytest
 from scapy.layers.inet import UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
+from collectors import flowtable
 from tests.helpers import Session, icmp, run_packets, udp
 
 
@@ -204,3 +206,17 @@ def test_community_id_matches_reference_for_tcp_and_udp(tmp_path):
         assert f.community_id == cid.calc(make(f.src_ip, f.dst_ip, f.src_port, f.dst_port))
     v6flow = next(f for f in res.flows if ":" in f.src_ip)
     assert (v6flow.src_ip, v6flow.src_port) == ("2001:db8::1", 5353)  # flipped: 53 is a server
+
+
+def test_key_hash_collisions_change_nothing(tmp_path, monkeypatch):
+    """With every key hashing to 0, exact-key grouping and indexing must give the same flows."""
+    pkts = []
+    for i in range(30):
+        pkts += Session(cport=42000 + i % 9, t0=1_700_000_000 + i * 2.0).http().pkts
+        pkts.append(udp("10.1.1.20", "10.0.0.53", 31000 + i % 4, 53, 1_700_000_000 + i * 2.0))
+    normal = run_packets(pkts, tmp_path, "a.pcap", udp_idle=3, batch_bytes=1 << 16)
+    monkeypatch.setattr(flowtable, "_M1", np.uint64(0))
+    monkeypatch.setattr(flowtable, "_M2", np.uint64(0))
+    colliding = run_packets(pkts, tmp_path, "b.pcap", udp_idle=3, batch_bytes=1 << 16)
+    assert len(normal.flows) > 30
+    assert [f.to_dict() for f in colliding.flows] == [f.to_dict() for f in normal.flows]

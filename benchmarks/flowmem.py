@@ -20,12 +20,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collectors.decode import decode  # noqa: E402
-from collectors.flowemit import Emitter  # noqa: E402
-from collectors.flowtable import FlowTable  # noqa: E402
-from collectors.pcapio import CaptureReader  # noqa: E402
-from parkwatch.config import FlowSettings  # noqa: E402
-from parkwatch.topology import load_topology  # noqa: E402
+from collectors.decode import decode
+from collectors.flowemit import Emitter
+from collectors.flowtable import FlowTable
+from collectors.pcapio import CaptureReader
+from parkwatch.config import FlowSettings
+from parkwatch.topology import load_topology
 
 
 def write_udp_flows(path: Path, n: int) -> None:

@@ -173,7 +173,7 @@ class FlowTable:
             brk[1:] = np.any([c[1:] != c[:-1] for c in cols], axis=0)
             gstart, gid = np.flatnonzero(brk), np.cumsum(brk) - 1
         hg = h[order][gstart]
-        slot_g, exact = self._lookup(hg, cols, gstart, same.all())
+        slot_g, exact = self._lookup(hg, cols, gstart, bool(same.all()))
         psel = sel[order]
         pk = _Packets(d, psel, fwd[order], ver[order], cols, gstart, gid)
         pk.hg = hg

@@ -84,6 +84,7 @@ class FlowPipeline:
         self.topology = topology
         self.table = FlowTable(settings.flows, Emitter(self.vantage, topology))
         self.stats = RunStats()
+        self._last_ts = 0  # capture time of the last packet read (stamps file-level weirds)
 
     def run(
         self,
@@ -120,6 +121,8 @@ class FlowPipeline:
 
     def _facts(self, d: Decoded, file: str, emit: Callable[[Record], None]) -> None:
         st = self.stats
+        if len(d):
+            self._last_ts = int(d.raw.ts_ns[-1])
         kind = d.kind
         counts = np.bincount(kind, minlength=4)
         st.packets += len(d)
@@ -177,5 +180,9 @@ class FlowPipeline:
         for w in reader.weirds[seen:]:
             self.stats.capture_weird += 1
             names[w.name] = names.get(w.name, 0) + 1
-            emit(Weird(0, w.name, "capture", w.detail, reader.name, w.frame, self.vantage))
+            emit(
+                Weird(
+                    self._last_ts, w.name, "capture", w.detail, reader.name, w.frame, self.vantage
+                )
+            )
         return len(reader.weirds)

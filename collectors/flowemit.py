@@ -95,10 +95,10 @@ class Emitter:
     def __init__(self, vantage: str, topology: Topology) -> None:
         self.vantage = vantage
         self.topology = topology
-        self._ip: dict[tuple[int, int, int], tuple[str, str | None, str | None, str | None]] = {}
+        self._ip: dict[Any, tuple[str, str | None, str | None, str | None]] = {}
         self._mac: dict[int, str | None] = {}
         self._hist: dict[bytes, str] = {}
-        self._app: dict[tuple[int, int], str | None] = {}
+        self._app: dict[int, str | None] = {}
         self._server = _server_ports()
         seed = int.from_bytes(vantage.encode()[:8].ljust(8, b"\0"), "little")
         self._seed = np.uint64(seed ^ 0x5052_4B57_4154_4348)
@@ -131,11 +131,9 @@ class Emitter:
         pl_o, pl_r = pair(s.payload)
         l2_o, l2_r = pair(s.l2bytes)
         fl_o, fl_r = pair(s.flags)
-        ver = s.ver[idx].tolist()
+        ver = s.ver[idx]
         ends = [
-            self._endpoints(
-                ver, getattr(s, side + "_hi")[idx].tolist(), getattr(s, side + "_lo")[idx].tolist()
-            )
+            self._endpoints(ver, getattr(s, side + "_hi")[idx], getattr(s, side + "_lo")[idx])
             for side in ("a", "b")
         ]
         src, dst = orient(ends[0], ends[1])  # (4, n): text, enterprise, zone, role
@@ -245,19 +243,27 @@ class Emitter:
             h ^= h >> np.uint64(29)
         return [f"C{x:016x}" for x in h.tolist()]
 
-    def _endpoints(self, ver: list[int], hi: list[int], lo: list[int]) -> np.ndarray:
-        """(4, n) object array: address text, enterprise, zone, role of each address."""
+    def _endpoints(self, ver: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """(4, n) object array: address text, enterprise, zone, role of each address.
+
+        Cached per address; the cache key is the low 64 bits for IPv4 (an int, no tuple) and
+        (high, low) for IPv6.
+        """
         cache = self._ip
-        keys = list(zip(ver, hi, lo, strict=True))
+        v6 = ver == 6
+        keys: list[Any] = lo.tolist()
+        if v6.any():
+            for i, h in zip(np.flatnonzero(v6).tolist(), hi[v6].tolist(), strict=True):
+                keys[i] = (h, keys[i])
         for key in set(keys).difference(cache):
-            v, h, low = key
-            if v == 4:
-                text = socket.inet_ntoa((low & 0xFFFFFFFF).to_bytes(4, "big"))
-                ep = self.topology.lookup_int(4, low & 0xFFFFFFFF)
-            else:
+            if isinstance(key, tuple):
+                h, low = key
                 raw = h.to_bytes(8, "big") + low.to_bytes(8, "big")
                 text = socket.inet_ntop(socket.AF_INET6, raw)
                 ep = self.topology.lookup_int(6, (h << 64) | low)
+            else:
+                text = socket.inet_ntoa((key & 0xFFFFFFFF).to_bytes(4, "big"))
+                ep = self.topology.lookup_int(4, key & 0xFFFFFFFF)
             cache[key] = (text, ep.enterprise, ep.zone, ep.role)
         rows = list(map(cache.__getitem__, keys))
         if len(cache) > 200_000:
@@ -320,10 +326,10 @@ class Emitter:
         return out
 
     def _app_protos(self, proto: np.ndarray, port: np.ndarray) -> np.ndarray:
-        keys = list(zip(proto.tolist(), port.tolist(), strict=True))
+        keys = ((proto << 16) | (port & 0xFFFF)).tolist()
         cache = self._app
         for key in set(keys).difference(cache):
-            cache[key] = app_proto_for(*key)
+            cache[key] = app_proto_for(key >> 16, key & 0xFFFF)
         return _obj(list(map(cache.__getitem__, keys)))
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from collectors.communityid import ICMP4_PAIRS, ICMP6_PAIRS
 from collectors.decode import FRAG_FIRST, FRAG_LATER, KIND_IP, KIND_WEIRD, Decoded, weird_code
 from collectors.flowemit import Emitter
-from collectors.slots import NEVER, NL, Slots
+from collectors.slots import LETTERS, NEVER, NL, Slots
 from parkwatch.config import FlowSettings
 from parkwatch.schema import FlowRecord
 from parkwatch.schema.columns import Columns
@@ -229,7 +229,13 @@ class FlowTable:
         cand |= maybe_closed & ((gap > self._linger) | pure_syn)
         splits: dict[int, str] = {}  # sorted position where a new flow starts -> why the old ended
         if cand.any():
-            for g in np.unique(gid[cand]).tolist():
+            groups = np.unique(gid[cand])
+            slow = groups[pk.proto[gstart[groups]] == 6]  # TCP: FIN/RST state matters
+            slow = np.union1d(
+                slow,
+                self._idle_splits(pk, groups[pk.proto[gstart[groups]] != 6], gap, first_g, splits),
+            )
+            for g in slow.tolist():
                 self._exact(pk, g, int(slot_g[g]), splits)
         seg_start = np.union1d(gstart, np.fromiter(splits, dtype=np.int64, count=len(splits)))
         seg_g = gid[seg_start]
@@ -256,6 +262,38 @@ class FlowTable:
         if splits:  # segments that ended inside the batch: the next segment started a new flow
             pos = np.searchsorted(seg_start, list(splits)) - 1
             self._end_grouped(slot_of[pos], list(splits.values()), reindex=False)
+
+    def _idle_splits(
+        self,
+        pk: _Packets,
+        groups: np.ndarray,
+        gap: np.ndarray,
+        first_g: np.ndarray,
+        splits: dict[int, str],
+    ) -> np.ndarray:
+        """Idle-timeout cuts of non-TCP groups, vectorised; returns groups needing _exact.
+
+        Without TCP state a flow ends only by an idle gap or the active timeout. Gaps are
+        cut here; a group where a cut-out piece would still exceed the active timeout goes
+        to the exact per-packet walk instead.
+        """
+        if not len(groups):
+            return groups
+        gid, ts, gstart = pk.gid, pk.ts, pk.gstart
+        in_g = np.zeros(len(gstart), dtype=bool)
+        in_g[groups] = True
+        mine = in_g[gid]
+        cut = mine & (gap > self._idle[pk.proto])
+        pos = np.arange(len(ts))
+        last_cut = np.maximum.accumulate(np.where(cut, pos, -1))
+        own = last_cut >= gstart[gid]
+        seg_t0 = np.where(own, ts[np.maximum(last_cut, 0)], first_g[gid])
+        too_long = np.unique(gid[mine & (ts - seg_t0 > self._active)])
+        ok = cut & ~np.isin(gid, too_long)
+        self.stats.slow_groups += len(groups) - len(too_long)
+        for p in np.flatnonzero(ok).tolist():
+            splits[p] = "idle_timeout"
+        return too_long
 
     def _exact(self, pk: _Packets, g: int, slot: int, splits: dict[int, str]) -> None:
         """Walk one group's packets in order and record where flows end (rare path)."""
@@ -341,10 +379,22 @@ class FlowTable:
         letters = pk.letters
         present = int(np.bitwise_or.reduce(letters)) if len(letters) else 0
         hist = s.hist[slot]
-        for bit in range(2 * NL):
-            if present & (1 << bit):
+        seg_of = np.repeat(np.arange(len(seg)), np.diff(np.append(seg, len(letters))))
+        for bit in range(2 * NL):  # dense letters (A, D): one reduceat over the batch
+            if present & (1 << bit) & _DENSE:
                 fr = np.where(letters & (1 << bit), pk.frame, NEVER)
                 hist[:, bit] = np.minimum(hist[:, bit], np.minimum.reduceat(fr, seg))
+        rare_at = np.flatnonzero(letters & _RARE) if present & _RARE else letters[:0]
+        if len(rare_at):  # rare letters (S H F R Q I): only the packets that carry them
+            rl, rs, rf = letters[rare_at], seg_of[rare_at], pk.frame[rare_at]
+            for bit in range(2 * NL):
+                if present & (1 << bit) & _RARE:
+                    m = (rl & (1 << bit)) != 0
+                    sid, fr = rs[m], rf[m]
+                    first = np.ones(len(sid), dtype=bool)
+                    first[1:] = sid[1:] != sid[:-1]  # sorted: the first of each segment
+                    sid, fr = sid[first], fr[first]
+                    hist[sid, bit] = np.minimum(hist[sid, bit], fr)
         s.hist[slot] = hist
 
     # -- ending -----------------------------------------------------------------------------
@@ -376,8 +426,13 @@ class FlowTable:
         index, s = self.index, self.slots
         hs = pk.hg[groups]
         s.h[slots] = hs
-        for g, sl, h in zip(groups.tolist(), slots.tolist(), hs.tolist(), strict=True):
-            owner = index.get(h)
+        hl, sl_l = hs.tolist(), slots.tolist()
+        get = index.get
+        owners = [get(h) for h in hl]
+        if not self.collide and not exact.any() and owners.count(None) == len(owners):
+            index.update(zip(hl, sl_l, strict=True))  # common case: every key new to the index
+            return
+        for g, sl, h, owner in zip(groups.tolist(), sl_l, hl, owners, strict=True):
             if not exact[g] and (
                 owner is None or owner == sl or not s.active[owner] or _same_key(s, owner, sl)
             ):
@@ -387,6 +442,12 @@ class FlowTable:
 
     def _unindex(self, idx: np.ndarray) -> None:
         index, s = self.index, self.slots
+        if not self.collide:  # the common case: drop the entries these slots own
+            get = index.get
+            for sl, h in zip(idx.tolist(), s.h[idx].tolist(), strict=True):
+                if get(h) == sl:
+                    del index[h]
+            return
         for sl, h in zip(idx.tolist(), s.h[idx].tolist(), strict=True):
             if index.get(h) == sl:
                 del index[h]
@@ -434,6 +495,8 @@ class FlowTable:
         return pend.take(order[:cut])
 
 
+_DENSE = sum(1 << (d * NL + LETTERS.index(c)) for d in (0, 1) for c in "AD")
+_RARE = ((1 << (2 * NL)) - 1) & ~_DENSE
 KEY_NAMES = ("a_hi", "a_lo", "b_hi", "b_lo", "a_port", "b_port", "proto", "vlan", "vlan_inner")
 
 

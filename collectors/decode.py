@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from collectors.linktypes import ETH_ARP, ETH_IPV4, ETH_IPV6, LINKTYPES
 from collectors.pcapio import RawBatch
@@ -78,6 +77,12 @@ IPV6_EXT = (0, 43, 60, 135, 139, 140)  # hop-by-hop, routing, dest opts, mobilit
 PORTED = (6, 17, 132)  # TCP, UDP, SCTP carry ports in the first 4 bytes
 _NEED = np.zeros(256, dtype=np.int64)  # transport header bytes needed per IP protocol
 _NEED[6], _NEED[17], _NEED[1], _NEED[58], _NEED[132] = 20, 8, 4, 4, 12
+_IHL = (np.arange(256, dtype=np.int64) & 0x0F) * 4  # IPv4 header length by first byte
+_VER4 = (np.arange(256) >> 4) == 4
+_PORTED = np.zeros(256, dtype=bool)
+_PORTED[list(PORTED)] = True
+_IPV6_EXT = np.zeros(256, dtype=bool)  # extension headers the chain walk steps over
+_IPV6_EXT[[*IPV6_EXT, 44, 51]] = True
 
 
 class Work:
@@ -100,6 +105,7 @@ class Work:
         self.dst_mac = np.zeros(n, dtype=np.uint64)
         self.has_mac = np.zeros(n, dtype=bool)
         self._win: dict[int, np.ndarray] = {}
+        self._head: np.ndarray | None = None
 
     # -- byte gathers (callers guarantee bounds) --------------------------------------------
     def be16(self, at: np.ndarray) -> np.ndarray:
@@ -130,23 +136,95 @@ class Work:
         """Gather ``dtype.itemsize`` bytes at each offset as one structured record each.
 
         Reads up to the width past short packets (the fields the caller uses are bounds
-        checked); a buffer without slack at its end is padded once per batch.
+        checked); records running past the end of the buffer read zeros there.
         """
         width = dtype.itemsize
         if not len(at):
             return np.zeros(0, dtype)
-        if int(at.max()) + width > len(self.u8):
-            self.u8 = np.concatenate([self.u8, np.zeros(64, np.uint8)])
-            self._win.clear()
+        vdt = np.dtype(f"V{width}")
+        lim = len(self.u8) - width  # the last offset with a whole record in the buffer
+        if int(at.max()) <= lim:
+            return self._window(self.u8, vdt)[at].view(dtype)
+        over = at > lim  # read these from a zero-padded copy of the buffer's tail
+        lo = int(at[over].min())
+        tail = np.zeros(len(self.u8) - lo + width, np.uint8)
+        tail[: len(self.u8) - lo] = self.u8[lo:]
+        out = np.empty(len(at), vdt)
+        out[over] = self._window(tail, vdt)[at[over] - lo]
+        inside = ~over
+        if inside.any():
+            out[inside] = self._window(self.u8, vdt)[at[inside]]
+        return out.view(dtype)
+
+    def _window(self, u8: np.ndarray, vdt: np.dtype) -> np.ndarray:
+        """One opaque record starting at every byte of ``u8``: a 1-D gather of records is a
+        copy per packet, far cheaper than a 2-D sliding-window gather."""
+        width = vdt.itemsize
+        if u8 is not self.u8:
+            return np.ndarray((len(u8) - width + 1,), vdt, u8, 0, (1,))
         win = self._win.get(width)
         if win is None:
-            win = self._win[width] = sliding_window_view(self.u8, width)
-        return win[at].view(dtype).ravel()
+            win = self._win[width] = np.ndarray((len(u8) - width + 1,), vdt, u8, 0, (1,))
+        return win
+
+    def head(self, dtype: np.dtype, rel: int) -> np.ndarray:
+        """Records of ``dtype`` at byte ``rel`` of every packet, as a strided view of the
+        batch's head: the first HEAD bytes of every packet, gathered once per batch (one
+        gather for the link, IP and transport headers of the usual packet)."""
+        if self._head is None:
+            self._head = self.rows(self.off, _HEAD_DTYPE).view(np.uint8)
+        return np.ndarray((self.n,), dtype, self._head, rel, (HEAD,))
+
+    def fields(self, at: np.ndarray, dtype: np.dtype, sel: np.ndarray) -> Fields:
+        """The records of ``dtype`` at ``at`` (one offset per packet) of the ``sel`` rows."""
+        return Fields(self, at, dtype, sel)
 
     def weird_at(self, idx: np.ndarray, name: str) -> None:
         if len(idx):
             self.kind[idx] = KIND_WEIRD
             self.weird[idx] = weird_code(name)
+
+    def weird_mask(self, mask: np.ndarray, name: str) -> None:
+        """:meth:`weird_at` for a boolean mask over the whole batch."""
+        if mask.any():
+            self.kind[mask] = KIND_WEIRD
+            self.weird[mask] = weird_code(name)
+
+
+HEAD = 64
+_HEAD_DTYPE = np.dtype(f"V{HEAD}")
+
+
+class Fields:
+    """Columns of records at one offset per packet, read from the batch head where the
+    record sits at the usual place in the packet, and gathered from the buffer elsewhere.
+
+    Rows outside ``sel`` hold arbitrary values (the caller masks them).
+    """
+
+    def __init__(self, w: Work, at: np.ndarray, dtype: np.dtype, sel: np.ndarray) -> None:
+        width = dtype.itemsize
+        rel = at - w.off
+        top = HEAD - width + 1
+        r0 = int(rel[int(np.argmax(sel))])  # guess: where the first row has its record
+        exc = np.nonzero(sel & (rel != r0))[0] if 0 <= r0 < top else None
+        if exc is None or 2 * len(exc) > len(rel):  # a poor guess: take the commonest place
+            spot = np.where(sel & (rel >= 0) & (rel < top), rel, top)
+            r0 = int(np.bincount(spot, minlength=top + 1)[:top].argmax())
+            exc = np.nonzero(sel & (rel != r0))[0]
+        self.base = w.head(dtype, r0)
+        self.exc = exc
+        self.rows = w.rows(at[self.exc], dtype) if len(self.exc) else None
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.col(name, self.base.dtype[name].newbyteorder("="))
+
+    def col(self, name: str, dtype: type | np.dtype) -> np.ndarray:
+        """Field ``name`` of every row as a new array of ``dtype`` (one cast pass)."""
+        v: np.ndarray = self.base[name].astype(dtype)
+        if self.rows is not None:
+            v[self.exc] = self.rows[name]
+        return v
 
 
 @dataclass
@@ -197,7 +275,7 @@ def decode(raw: RawBatch) -> Decoded:
     n = w.n
     cols = _IpCols(n)
     ok = w.kind != KIND_WEIRD
-    _ipv4(w, cols, np.nonzero(ok & (w.ethertype == ETH_IPV4))[0], raw)
+    _ipv4(w, cols, ok & (w.ethertype == ETH_IPV4), raw)
     _ipv6(w, cols, np.nonzero(ok & (w.ethertype == ETH_IPV6))[0], raw)
     arp = np.nonzero((w.kind != KIND_WEIRD) & (w.ethertype == ETH_ARP))[0]
     short = w.end[arp] - w.l3[arp] < 28
@@ -234,8 +312,8 @@ def decode(raw: RawBatch) -> Decoded:
 
 class _IpCols:
     def __init__(self, n: int) -> None:
-        z64 = np.zeros(n, dtype=np.int64)
-        self.l4 = z64.copy()
+        self.any_frag = False  # set when some packet may have a FRAG_* other than FRAG_NONE
+        self.l4 = np.zeros(n, dtype=np.int64)
         self.ver = np.zeros(n, dtype=np.uint8)
         self.src_hi = np.zeros(n, dtype=np.uint64)
         self.src_lo = np.zeros(n, dtype=np.uint64)
@@ -245,52 +323,74 @@ class _IpCols:
         self.sport = np.zeros(n, dtype=np.int64)
         self.dport = np.zeros(n, dtype=np.int64)
         self.flags = np.zeros(n, dtype=np.uint8)
-        self.ip_len = z64.copy()
-        self.l4_len = z64.copy()  # bytes from the transport header to the IP payload end
-        self.payload = z64.copy()
+        self.ip_len = np.zeros(n, dtype=np.int64)
+        self.l4_len = np.zeros(n, dtype=np.int64)  # transport header to IP payload end
+        self.payload = np.zeros(n, dtype=np.int64)
         self.frag = np.zeros(n, dtype=np.uint8)
-        self.ip_id = z64.copy()
+        self.ip_id = np.zeros(n, dtype=np.int64)
 
 
-def _ipv4(w: Work, c: _IpCols, idx: np.ndarray, raw: RawBatch) -> None:
-    short = w.end[idx] - w.l3[idx] < 20
+def _ipv4(w: Work, c: _IpCols, sel: np.ndarray, raw: RawBatch) -> None:
+    """IPv4 headers of the packets of mask ``sel``, computed for the whole batch at once.
+
+    Every column is computed for every row (rows outside ``sel`` read harmless bytes of the
+    buffer) and stored where the packet is a valid IPv4 packet: masked full-width passes
+    instead of index gathers and scatters.
+    """
+    l3 = w.l3
+    room = w.end - l3
+    short = sel & (room < 20)
     if short.any():
-        w.weird_at(idx[short], "truncated_ipv4_header")
-        idx = idx[~short]
-    o = w.l3[idx]
-    h = w.rows(o, IPV4_HDR)
+        w.weird_mask(short, "truncated_ipv4_header")
+        sel = sel & ~short
+    if not sel.any():
+        return
+    h = w.fields(l3, IPV4_HDR, sel)
     vihl = h["vihl"]
-    ihl = (vihl & 0x0F).astype(np.int64) * 4
-    bad = (vihl >> 4) != 4
-    badihl = ~bad & (ihl < 20)
-    tot = h["len"].astype(np.int64)
-    wire_room = raw.wirelen[idx].astype(np.int64) - (o - w.off[idx])
+    ihl = _IHL[vihl]
+    ver4 = _VER4[vihl]
+    tot = h.col("len", np.int64)
+    wire_room = raw.wirelen.astype(np.int64, copy=False) - (l3 - w.off)
     tot = np.where(tot == 0, wire_room, tot)  # TSO/offloaded packets carry 0
-    badlen = ~bad & ~badihl & ((tot < ihl) | (tot > wire_room))
-    trunc = ~bad & ~badihl & ~badlen & (w.end[idx] - o < ihl)
-    keep = ~(bad | badihl | badlen | trunc)
-    if not keep.all():
-        w.weird_at(idx[bad], "bad_ip_version")
-        w.weird_at(idx[badihl], "bad_ipv4_header_length")
-        w.weird_at(idx[badlen], "bad_ipv4_total_length")
-        w.weird_at(idx[trunc], "truncated_ipv4_options")
-        idx, o, ihl, tot, h = idx[keep], o[keep], ihl[keep], tot[keep], h[keep]
-    w.kind[idx] = KIND_IP
-    c.ver[idx] = 4
-    c.src_lo[idx] = h["src"].astype(np.uint64) | V4_MAPPED
-    c.dst_lo[idx] = h["dst"].astype(np.uint64) | V4_MAPPED
-    c.proto[idx] = h["proto"]
-    c.ip_len[idx] = tot
-    c.l4[idx] = o + ihl
-    c.l4_len[idx] = tot - ihl
+    keep = sel & ver4 & (ihl >= 20) & (tot >= ihl) & (tot <= wire_room) & (room >= ihl)
+    if not np.array_equal(keep, sel):
+        bad = sel & ~ver4
+        badihl = sel & ~bad & (ihl < 20)
+        badlen = sel & ~bad & ~badihl & ((tot < ihl) | (tot > wire_room))
+        trunc = sel & ~bad & ~badihl & ~badlen & (room < ihl)
+        w.weird_mask(bad, "bad_ip_version")
+        w.weird_mask(badihl, "bad_ipv4_header_length")
+        w.weird_mask(badlen, "bad_ipv4_total_length")
+        w.weird_mask(trunc, "truncated_ipv4_options")
+    src = h.col("src", np.uint64)
+    src |= V4_MAPPED
+    dst = h.col("dst", np.uint64)
+    dst |= V4_MAPPED
+    l4 = ihl + l3
+    if keep.all():  # every row is IPv4: take the arrays as they are
+        w.kind[:] = KIND_IP
+        c.ver[:] = 4
+        c.src_lo, c.dst_lo, c.proto, c.ip_len = src, dst, h["proto"], tot
+        c.l4_len, c.l4 = tot - ihl, l4
+    else:
+        np.copyto(w.kind, KIND_IP, where=keep)
+        np.copyto(c.ver, 4, where=keep)
+        np.copyto(c.src_lo, src, where=keep)
+        np.copyto(c.dst_lo, dst, where=keep)
+        np.copyto(c.proto, h["proto"], where=keep)
+        np.copyto(c.ip_len, tot, where=keep)
+        tot -= ihl
+        np.copyto(c.l4_len, tot, where=keep)
+        np.copyto(c.l4, l4, where=keep)
     fr = h["frag"]
-    isfrag = (fr & 0x3FFF) != 0
+    isfrag = keep & ((fr & 0x3FFF) != 0)
     if isfrag.any():
+        c.any_frag = True
         mf = (fr & 0x2000) != 0
         foff = fr & 0x1FFF
-        c.frag[idx[foff > 0]] = FRAG_LATER
-        c.frag[idx[(foff == 0) & mf]] = FRAG_FIRST
-        c.ip_id[idx[isfrag]] = h["id"][isfrag]
+        c.frag[keep & (foff > 0)] = FRAG_LATER
+        c.frag[keep & (foff == 0) & mf] = FRAG_FIRST
+        c.ip_id[isfrag] = h["id"][isfrag]
 
 
 def _ipv6(w: Work, c: _IpCols, idx: np.ndarray, raw: RawBatch) -> None:
@@ -320,7 +420,7 @@ def _ipv6(w: Work, c: _IpCols, idx: np.ndarray, raw: RawBatch) -> None:
     stop = o + 40 + plen
     live = np.ones(len(idx), dtype=bool)
     for _ in range(8):  # extension-header chain, bounded
-        ext = live & (np.isin(nh, IPV6_EXT) | (nh == 44) | (nh == 51))
+        ext = live & _IPV6_EXT[nh]
         if not ext.any():
             break
         e = np.nonzero(ext)[0]
@@ -334,6 +434,7 @@ def _ipv6(w: Work, c: _IpCols, idx: np.ndarray, raw: RawBatch) -> None:
         hl = np.where(nh[e] == 44, 8, hl)
         isfrag = nh[e] == 44
         if isfrag.any():
+            c.any_frag = True
             f = e[isfrag]
             fo = w.be16(at[f] + 2)
             c.ip_id[idx[f]] = w.be32(at[f] + 4)
@@ -353,16 +454,19 @@ def _ipv6(w: Work, c: _IpCols, idx: np.ndarray, raw: RawBatch) -> None:
 
 
 def _transport(w: Work, c: _IpCols, raw: RawBatch) -> None:
-    ip = (w.kind == KIND_IP) & (c.frag != FRAG_LATER)
-    c.payload[w.kind == KIND_IP] = c.l4_len[w.kind == KIND_IP]  # later fragments: all payload
+    isip = w.kind == KIND_IP
+    np.copyto(c.payload, c.l4_len, where=isip)  # later fragments: all payload
     proto = c.proto
     need = _NEED[proto]
-    idx = np.nonzero(ip & (need > 0))[0]
-    if not len(idx):
+    ip = isip & (need > 0)
+    if c.any_frag:
+        ip &= c.frag != FRAG_LATER
+    if not ip.any():
         return
-    l4 = c.l4[idx]
-    have = np.minimum(w.end[idx], l4 + c.l4_len[idx]) - l4
-    short = have < need[idx]
+    l4 = c.l4
+    l4_len = c.l4_len
+    have = np.minimum(w.end, l4 + l4_len) - l4
+    short = ip & (have < need)
     names = {
         6: "truncated_tcp_header",
         17: "truncated_udp_header",
@@ -372,39 +476,42 @@ def _transport(w: Work, c: _IpCols, raw: RawBatch) -> None:
     }
     if short.any():
         for pn, name in names.items():
-            w.weird_at(idx[short & (proto[idx] == pn)], name)
-        idx, l4 = idx[~short], l4[~short]
-    h = w.rows(l4, L4_HDR)
-    p: np.ndarray = proto[idx]
-    ported = np.isin(p, PORTED)
-    sp = h["sport"].astype(np.int64)
-    dp = h["dport"].astype(np.int64)
-    icmp = ~ported
-    if icmp.any():  # ICMP: type and code are the first two bytes
-        dp = np.where(icmp, sp & 0xFF, dp)
-        sp = np.where(icmp, sp >> 8, sp)
-        ii = idx[icmp]
-        c.payload[ii] = np.maximum(c.l4_len[ii] - 8, 0)
-    c.sport[idx] = sp
-    c.dport[idx] = dp
-    tcp = p == 6
-    ti = idx[tcp]
-    ht = h[tcp]
-    c.flags[ti] = ht["flags"]
-    doff = (ht["doff"] >> 4).astype(np.int64) * 4
-    l4len = c.l4_len[ti]
-    bad = (doff < 20) | ((doff > l4len) & (c.frag[ti] != FRAG_FIRST))
+            w.weird_mask(short & (proto == pn), name)
+        ip &= ~short
+    h = w.fields(l4, L4_HDR, ip)
+    sp = h.col("sport", np.int64)
+    dp = h.col("dport", np.int64)
+    icmp = ip & ~_PORTED[proto]
+    ii = np.nonzero(icmp)[0]
+    if len(ii):  # ICMP: type and code are the first two bytes
+        first = sp[ii]
+        dp[ii] = first & 0xFF
+        sp[ii] = first >> 8
+        c.payload[ii] = np.maximum(l4_len[ii] - 8, 0)
+    if ip.all():  # every row is set: take the arrays as they are
+        c.sport, c.dport = sp, dp
+    else:
+        np.copyto(c.sport, sp, where=ip)
+        np.copyto(c.dport, dp, where=ip)
+    tcp = ip & (proto == 6)
+    np.copyto(c.flags, h["flags"], where=tcp)
+    doff = (h["doff"] >> 4).astype(np.int64) * 4
+    over = doff > l4_len
+    if c.any_frag:
+        over &= c.frag != FRAG_FIRST
+    bad = tcp & ((doff < 20) | over)
     if bad.any():
-        w.weird_at(ti[bad], "bad_tcp_data_offset")
-    c.payload[ti] = np.maximum(l4len - doff, 0)
-    udp = p == 17
+        w.weird_mask(bad, "bad_tcp_data_offset")
+    np.copyto(c.payload, np.maximum(l4_len - doff, 0), where=tcp)
+    udp = ip & (proto == 17)
     if udp.any():
-        ui = idx[udp]
-        ulen = (h["w1"][udp] >> 16).astype(np.int64)
+        ulen = (h["w1"] >> 16).astype(np.int64)
         # a first fragment holds only part of the datagram its UDP length describes
-        badu = (ulen < 8) | ((ulen > c.l4_len[ui]) & (c.frag[ui] != FRAG_FIRST))
-        w.weird_at(ui[badu], "bad_udp_length")
-        c.payload[ui] = np.maximum(c.l4_len[ui] - 8, 0)
-    sctp = p == 132
+        over = ulen > l4_len
+        if c.any_frag:
+            over &= c.frag != FRAG_FIRST
+        w.weird_mask(udp & ((ulen < 8) | over), "bad_udp_length")
+        np.copyto(c.payload, np.maximum(l4_len - 8, 0), where=udp)
+    sctp = ip & (proto == 132)
     if sctp.any():
-        c.payload[idx[sctp]] = np.maximum(c.l4_len[idx[sctp]] - 12, 0)
+        np.copyto(c.payload, np.maximum(l4_len - 12, 0), where=sctp)

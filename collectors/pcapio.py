@@ -1,10 +1,16 @@
 """Read pcap and pcapng captures as numpy batches of packets, never one Python object each.
 
 The file (plain or gzip, a path, ``-`` for stdin, or an open binary stream read strictly
-sequentially) is read in chunks of about ``batch_bytes``. A tight Python loop walks the
-record headers of a chunk collecting only offsets; timestamps and lengths are then gathered
-for all records at once with numpy. The incomplete record at the end of a chunk is carried
-over to the next one, so records may straddle chunks and may be larger than a chunk.
+sequentially) is read in chunks of about ``batch_bytes``. A regular uncompressed file given
+by path can be memory-mapped instead (``use_mmap=True``, off by default) so its chunks are
+windows of the mapping, not copies: a little faster, but a file truncated by another process
+while it is being read then kills the process with SIGBUS instead of giving a counted
+``truncated_record``, so the default path copies (the mapping lives as long as the reader or
+any batch viewing it). A tight Python
+loop walks the record headers of a chunk collecting only offsets; timestamps and lengths
+are then gathered for all records at once with numpy. The incomplete record at the end of
+a chunk is carried over to the next one, so records may straddle chunks and may be larger
+than a chunk.
 
 A file that cannot be opened or is not a capture raises :class:`CaptureError` /
 :class:`CaptureFormatError` from the constructor. Anything broken after a valid file magic
@@ -23,7 +29,10 @@ batch are always consecutive.
 
 from __future__ import annotations
 
+import io
+import mmap
 import os
+import stat
 import struct
 import sys
 import zlib
@@ -34,10 +43,23 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from collectors.pcapng import NS, Emit, Feed, Part, PcapngParser, halves, slide, split_frames
+from collectors.pcapng import (
+    NATIVE,
+    NS,
+    Emit,
+    Feed,
+    Part,
+    PcapngParser,
+    halves,
+    slide,
+    split_frames,
+    u32_views,
+)
 from parkwatch.errors import CaptureError, CaptureFormatError
 
-SLACK = 64  # zero bytes after each chunk's data (see CaptureReader._fill)
+SLACK = 64  # bytes readable after each chunk's data (see CaptureReader._fill)
+MAP_TAIL = 1 << 20  # the last window of a mapped file is cut so that at most this is copied
+_DONTNEED: int | None = getattr(mmap, "MADV_DONTNEED", None)
 MAX_RECORD = 256 << 10  # a pcap record longer than this (or than snaplen + 64 KiB) is corrupt
 MAX_WEIRDS_PER_NAME = 1000  # further weirds of the same name are only counted
 GZIP_MAGIC = b"\x1f\x8b"
@@ -112,12 +134,13 @@ class _PcapParser:
             self._limit = min(MAX_RECORD, snaplen + (64 << 10)) if snaplen else MAX_RECORD
             self._started, pos = True, 24
         offs, o = _walk(buf, pos, self._order)
-        b = np.array(offs, np.int64)
+        b = np.fromiter(offs, np.int64, len(offs))  # offsets of the length fields: record + 8
         stop = False
         if len(b):
             s64 = slide(buf, self._order, 8)
+            cl, wl = halves(s64[b], self._order)
+            b -= 8
             first, second = halves(s64[b], self._order)
-            cl, wl = halves(s64[b + 8], self._order)
             bad = cl > self._limit
             if bad.any():
                 k = int(np.argmax(bad))
@@ -147,26 +170,36 @@ class _PcapParser:
 
 
 def _walk(buf: Any, o: int, order: str) -> tuple[list[int], int]:
-    """Offsets of the complete records from o on, and the offset where the walk stopped.
+    """Offsets of the captured-length fields (record offset + 8) of the complete records
+    from o on, and the offset where the walk stopped.
 
-    This is the hot loop: one ``unpack_from`` and one append per record. Absurd lengths
-    are checked afterwards with numpy (a bogus record ends the useful part anyway).
+    This is the hot loop: two subscripts, an add and an append per record, no call.
+    Absurd lengths are checked afterwards with numpy (a bogus record ends the useful part
+    anyway).
     """
     offs: list[int] = []
     append = offs.append
-    unpack = struct.Struct(order + "8xI").unpack_from
-    n = len(buf)
-    try:
-        while True:
-            (cl,) = unpack(buf, o)
-            e = o + 16 + cl
-            if e > n:
-                break
-            append(o)
-            o = e
-    except struct.error:
-        pass
-    return offs, o
+    p = o + 8
+    if order == NATIVE:
+        views = u32_views(buf)
+        try:
+            while True:
+                append(p)
+                p += views[p & 3][p >> 2] + 16
+        except IndexError:
+            pass
+    else:
+        unpack = struct.Struct(order + "I").unpack_from
+        try:
+            while True:
+                append(p)
+                p += unpack(buf, p)[0] + 16
+        except struct.error:
+            pass
+    p = offs.pop()  # its length field is past the end
+    if p - 8 > len(buf):  # the record before ends past the end
+        p = offs.pop()
+    return offs, p - 8
 
 
 class _PlainStream:
@@ -196,6 +229,29 @@ class _PlainStream:
             self.error = ("read_error", str(e))
         self.consumed += got
         return got
+
+
+class _MappedFile:
+    """A regular file mapped read-only in memory, read by :meth:`CaptureReader._mapped`."""
+
+    def __init__(self, mm: mmap.mmap) -> None:
+        self.mm: mmap.mmap | None = mm
+        self.size = len(mm)
+        self.head = mm[:12]
+        self.error: tuple[str, str] | None = None  # mapped files report no read errors
+        self.consumed = 0  # bytes of the file handed to the parser (for progress)
+
+    @staticmethod
+    def open(f: BinaryIO) -> _MappedFile | None:
+        """Map f if it is a regular file of at least 4 bytes that can be mapped."""
+        try:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_size < 4 or f.tell() != 0:
+                return None
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            return None
+        return _MappedFile(mm)
 
 
 class _GzipStream:
@@ -256,7 +312,14 @@ class CaptureReader:
                 ...
     """
 
-    def __init__(self, source: str | os.PathLike[str] | BinaryIO, *, batch_bytes: int = 16 << 20):
+    def __init__(
+        self,
+        source: str | os.PathLike[str] | BinaryIO,
+        *,
+        batch_bytes: int = 16 << 20,
+        use_mmap: bool = False,
+    ):
+        self._use_mmap = use_mmap
         self.weirds: list[CaptureWeird] = []
         self.weird_counts: dict[str, int] = {}
         self.packets = 0
@@ -287,10 +350,20 @@ class CaptureReader:
             raise
 
     def _open(self, f: BinaryIO) -> None:
-        """Detect gzip and the capture format from the first bytes; keep them as carry."""
+        """Detect gzip and the capture format from the first bytes; keep them as carry.
+
+        With ``use_mmap``, a regular file this reader opened itself is mapped (unless it is
+        gzip) and read without copies; everything else is read in chunks.
+        """
         plain = _PlainStream(f)
-        self._stream: _PlainStream | _GzipStream = plain
-        head = self._read_head(plain)
+        self._stream: _PlainStream | _GzipStream | _MappedFile = plain
+        mapped = _MappedFile.open(f) if self._use_mmap and f is self._own else None
+        if mapped is not None and mapped.head[:2] != GZIP_MAGIC:
+            self._stream = mapped
+            head = mapped.head
+        else:
+            del mapped  # an mmap is only ever released, never closed
+            head = self._read_head(plain)
         if head[:2] == GZIP_MAGIC:
             self._stream = _GzipStream(f, head)
             head = self._read_head(self._stream, "gzip ")
@@ -312,7 +385,7 @@ class CaptureReader:
             raise CaptureFormatError(
                 f"not a pcap or pcapng file (starts with {magic.hex()}{what})", file=self.name
             )
-        self._carry = head
+        self._carry: bytes | memoryview = head
 
     def _read_head(self, stream: _PlainStream | _GzipStream, what: str = "") -> bytes:
         buf = bytearray(12)
@@ -333,38 +406,83 @@ class CaptureReader:
         if count <= MAX_WEIRDS_PER_NAME:
             self.weirds.append(CaptureWeird(frame, name, detail))
 
-    def _fill(self) -> tuple[bytearray, int, bool]:
+    def _fill(self) -> tuple[memoryview, int, bool]:
         """New chunk: the carried tail followed by up to about batch_bytes fresh bytes.
 
         Returns the buffer, the number of data bytes in it and whether the input ended. The
         buffer has SLACK zero bytes after the data so the decoder can gather fixed-width
-        headers at any packet offset without a bounds special case.
+        headers at any packet offset without a bounds special case. It is not zero-filled
+        first (np.empty): only the slack is.
         """
         carry = self._carry
-        want = max(self._batch_bytes, self._need - len(carry))
-        buf = bytearray(len(carry) + want + SLACK)
-        buf[: len(carry)] = carry
-        got = self._stream.read_into(memoryview(buf)[len(carry) : len(carry) + want])
-        size = len(carry) + got
-        if got < want:
-            del buf[size + SLACK :]
-        return buf, size, got < want or self._stream.error is not None
+        k = len(carry)
+        want = max(self._batch_bytes, self._need - k)
+        arr = np.empty(k + want + SLACK, np.uint8)
+        buf = arr.data
+        buf[:k] = carry
+        stream = self._stream
+        assert not isinstance(stream, _MappedFile)
+        got = stream.read_into(buf[k : k + want])
+        size = k + got
+        arr[size : size + SLACK] = 0
+        return buf[: size + SLACK], size, got < want or self._stream.error is not None
 
     def batches(self) -> Iterator[RawBatch]:
         """Yield the packets as :class:`RawBatch` es, chunk by chunk, until the end."""
+        if isinstance(self._stream, _MappedFile):
+            yield from self._mapped(self._stream)
+            return
         while not self._done:
             buf, size, eof = self._fill()
-            parts, used, self._need, stop = self._parser.feed(memoryview(buf)[:size], eof)
+            parts, used, self._need, stop = self._parser.feed(buf[:size], eof)
             if self._stream.error:
                 self._emit(self._parser.frames + 1, *self._stream.error)
                 self._stream.error = None
-            self._carry = bytes(buf[used:size])
+            self._carry = buf[used:size]  # copied into the next chunk
             if stop or eof:
                 self.close()
-            view = memoryview(buf).toreadonly()
+            view = buf.toreadonly()
             for part in parts:
                 self.packets += len(part[0])
                 yield _batch(view, part)
+
+    def _mapped(self, src: _MappedFile) -> Iterator[RawBatch]:
+        """Zero-copy :meth:`batches` of a mapped file: each chunk is a window of the mapping.
+
+        The windows end where :meth:`_fill` would end its chunks and extend SLACK bytes past
+        their data (the bytes that follow in the file); only the end of the file (at most
+        about MAP_TAIL bytes) is copied into a buffer with zero slack. The pages behind the
+        current window are dropped from the resident set as reading goes on (see _release).
+        The mapping is never closed here: the batches' views keep it alive while they live.
+        """
+        mm = src.mm
+        if mm is None:  # closed already
+            return
+        view, size = memoryview(mm).toreadonly(), src.size
+        pos, filled = 0, len(self._carry)  # the head was "read" already, as in _fill
+        released = 0
+        while not self._done:
+            released = _release(mm, released, pos)
+            end = min(size, filled + max(self._batch_bytes, self._need - (filled - pos)))
+            if size - SLACK < end and size - SLACK > max(filled, pos + MAP_TAIL):
+                end = size - SLACK  # copy only a short tail at the end of the file
+            filled = src.consumed = end
+            eof = end == size
+            if end + SLACK <= size:
+                buf = view[pos : end + SLACK]
+            else:
+                arr = np.empty(end - pos + SLACK, np.uint8)
+                arr[: end - pos] = view[pos:end]
+                arr[end - pos :] = 0
+                buf = arr.data.toreadonly()
+            parts, used, self._need, stop = self._parser.feed(buf[: end - pos], eof)
+            pos += used
+            if stop or eof:
+                self.close()
+            for part in parts:
+                self.packets += len(part[0])
+                yield _batch(buf, part)
+        _release(mm, released, size)
 
     @property
     def consumed(self) -> int:
@@ -374,6 +492,8 @@ class CaptureReader:
     def close(self) -> None:
         """Stop reading and close the file if this reader opened it."""
         self._done = True
+        if isinstance(self._stream, _MappedFile):
+            self._stream.mm = None  # released with the last batch still viewing it
         if self._own is not None:
             self._own.close()
             self._own = None
@@ -385,6 +505,24 @@ class CaptureReader:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _release(mm: mmap.mmap, start: int, end: int) -> int:
+    """Drop the pages of ``mm`` in [start, end) (start page aligned) from the resident set
+    (MADV_DONTNEED, the range stays mapped); return the new start.
+
+    Without this the pages of a mapped file stay in the process's resident set until the
+    mapping goes, so a capture would count in full in the peak RSS. A shared file mapping
+    stays valid: a batch still viewing released pages faults them in again from the page
+    cache.
+    """
+    end -= end % mmap.PAGESIZE
+    if end > start and _DONTNEED is not None:
+        try:
+            mm.madvise(_DONTNEED, start, end - start)
+        except OSError:
+            return end
+    return max(start, end)
 
 
 def _batch(view: memoryview, part: Part) -> RawBatch:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import struct
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,67 @@ Part = tuple[Arr, Arr, Arr, Arr, Arr, int]
 
 Feed = tuple[list[Part], int, int, bool]
 """``(parts, consumed, need, stop)`` as returned by a parser's ``feed``."""
+
+
+NATIVE = "<" if sys.byteorder == "little" else ">"
+
+
+def u32_views(buf: Any) -> tuple[memoryview, ...]:
+    """Four native-order u32 views of buf: element k of view i is the u32 at byte i + 4k.
+
+    ``views[p & 3][p >> 2]`` reads the u32 at any offset p (IndexError past the end) with
+    no function call: the record walks (:func:`walk_blocks`, pcapio's ``_walk``) spend most
+    of their time on that read, and it is about a third cheaper than ``unpack_from``.
+    """
+    mv = memoryview(buf).cast("B")
+    n = len(mv)
+    return tuple(mv[i : i + max(n - i, 0) // 4 * 4].cast("I") for i in range(4))
+
+
+def walk_blocks(buf: Any, o: int, order: str) -> tuple[Arr, int]:
+    """Offsets of the blocks from o on that fit in buf, and the offset where the walk stopped.
+
+    A block length under 4 stops the walk there. Other absurd lengths are checked
+    afterwards with numpy: a bogus block ends the useful part anyway, which is why the
+    native-order walk may step by the length rounded down to a multiple of 4 and so index
+    a single u32 view (once a length is not a multiple of 4, the offsets after that block
+    are not the ones the file means, and are never used).
+    """
+    n = len(buf)
+    offs: list[int] = []
+    append = offs.append
+    if order == NATIVE:
+        a = (o + 4) & 3  # alignment of the length fields, o + 4, o + 4 + bl, ...
+        v = u32_views(buf)[a]
+        k = (o + 4) >> 2  # index in v of the block's length field
+        jump = (n >> 2) + 2  # past the end of v, for a length under 4
+        try:
+            while True:
+                append(k)
+                k += (v[k] >> 2) or jump
+        except IndexError:
+            pass
+        k = offs.pop()  # its length field is past the end
+        if 4 * k + a - 4 > n:  # the block before ends past the end
+            k = offs.pop()
+        b = np.fromiter(offs, np.int64, len(offs))
+        b *= 4
+        b += a - 4
+        return b, 4 * k + a - 4
+    unpack = struct.Struct(order + "I").unpack_from
+    q = o + 4  # offset of the block's length field
+    try:
+        while True:
+            append(q)
+            q += unpack(buf, q)[0] or n + 4
+    except struct.error:
+        pass
+    q = offs.pop()
+    if q - 4 > n:
+        q = offs.pop()
+    b = np.fromiter(offs, np.int64, len(offs))
+    b -= 4
+    return b, q - 4
 
 
 def slide(buf: Any, order: str, size: int) -> Arr:
@@ -62,9 +124,8 @@ def split_frames(
 
 def halves(v: Arr, order: str) -> tuple[Arr, Arr]:
     """Split uint64 values read in byte order ``order`` into their (first, second) u32 fields."""
-    lo = (v & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    hi = (v >> np.uint64(32)).astype(np.int64)
-    return (lo, hi) if order == "<" else (hi, lo)
+    w = np.ascontiguousarray(v).view(np.dtype(order + "u4")).reshape(-1, 2)
+    return w[:, 0].astype(np.int64), w[:, 1].astype(np.int64)
 
 
 def _sub(e: Arr | slice, w: Arr) -> Arr:
@@ -170,21 +231,7 @@ class PcapngParser:
         Returns ``(new_pos, need, stop)``: need > 0 asks for that many bytes at new_pos.
         """
         n, order = len(buf), self._order
-        offs: list[int] = []
-        append = offs.append
-        unpack = struct.Struct(order + "4xI").unpack_from
-        o = pos
-        try:
-            while True:
-                (bl,) = unpack(buf, o)
-                e = o + bl
-                if not o < e <= n:
-                    break
-                append(o)
-                o = e
-        except struct.error:
-            pass
-        b = np.array(offs, np.int64)
+        b, o = walk_blocks(buf, pos, order)
         types, bls = halves(slide(buf, order, 8)[b], order)
         bad = (bls < 12) | (bls & 3 != 0) | (bls > MAX_BLOCK) | (types == SHB)
         bad |= slide(buf, order, 4)[np.where(bad, b, b + bls - 4)] != bls  # trailing length
@@ -259,14 +306,19 @@ class PcapngParser:
                 for i in np.flatnonzero(mask)[:MAX_REPORT].tolist():
                     detail = f"block type {t[i]}, interface {iface[i]}, length {bl[i]}"
                     self._weird(int(frames[i]), name, detail)
-        ts = np.zeros(m, np.int64)
         ep_ok = ok[e]
         ife = iface[e]
         used = range(len(ifs)) if len(ifs) <= 1 else np.flatnonzero(np.bincount(ife[ep_ok]))
-        for ifn in used:
-            f = ifs[ifn]
-            w = ep_ok & (ife == ifn) if len(ifs) > 1 else ep_ok
-            ts[_sub(e, w)] = ticks_to_ns(ticks[w], f.base, f.exp) + f.offset_ns
+        if all_ok and isinstance(e, slice) and len(used) == 1:  # the common case: no masks
+            f = ifs[int(used[0])]
+            ts = ticks_to_ns(ticks, f.base, f.exp)
+            ts += f.offset_ns
+        else:
+            ts = np.zeros(m, np.int64)
+            for ifn in used:
+                f = ifs[ifn]
+                w = ep_ok & (ife == ifn) if len(ifs) > 1 else ep_ok
+                ts[_sub(e, w)] = ticks_to_ns(ticks[w], f.base, f.exp) + f.offset_ns
         has_ts = ok & ~is_spb
         if any_spb:
             idx = np.maximum.accumulate(np.where(has_ts, np.arange(m), -1))

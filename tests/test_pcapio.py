@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import os
 import random
 import struct
@@ -490,6 +491,88 @@ def test_pipes_with_records_straddling_chunks(tmp_path: Path) -> None:
         got2, cap = read_all(src, batch_bytes=64)
     t.join()
     assert [(p[1], p[4]) for p in got2] == [(ts, d) for ts, d, _ in RECS] and cap.weirds == []
+
+
+def batch_rows(b: RawBatch) -> list[tuple[int, ...] | bytes]:
+    """Everything a batch says: its frame numbers, columns and packet bytes."""
+    buf = memoryview(b.buf)
+    cols = (b.data_off, b.caplen, b.wirelen, b.ts_ns, b.linktype)
+    rows: list[tuple[int, ...] | bytes] = [(b.first_frame, len(b))]
+    for i in range(len(b)):
+        o, n = int(b.data_off[i]), int(b.caplen[i])
+        rows += [tuple(int(c[i]) for c in cols), bytes(buf[o : o + n])]
+    return rows
+
+
+def mapped_captures() -> list[bytes]:
+    ng, _ = two_interface_ng()
+    many = [(T0 + i * 1000, payload(i, 20 + i * 37 % 300), 400) for i in range(300)]
+    big = pcap_file(many)
+    return [
+        pcap_file(RECS),
+        pcap_file(RECS, order=">", nano=True),
+        pcap_file(RECS)[:-700],  # truncated record
+        pcap_file(RECS[:2]) + struct.pack("<IIII", 1, 2, 300_000, 300_000) + b"x" * 99,
+        big,
+        ng,
+        ng[:-5],
+        ng + shb(">") + idb(">", 1, 64) + spb(">", payload(1, 64), 100),
+        pcap_file(RECS)[:30],
+    ]
+
+
+@pytest.mark.parametrize("batch_bytes", [64, 100, 1000, 16 << 20])
+def test_mapped_file_reads_like_a_stream(tmp_path: Path, batch_bytes: int) -> None:
+    for k, data in enumerate(mapped_captures()):
+        path = write(tmp_path, f"m{k}.cap", data)
+        with CaptureReader(path, batch_bytes=batch_bytes, use_mmap=True) as cap:
+            assert type(cap._stream).__name__ == "_MappedFile"
+            mapped = [batch_rows(b) for b in cap.batches()]
+            assert cap.consumed == len(data) or cap.weirds
+        with path.open("rb") as f, CaptureReader(f, batch_bytes=batch_bytes) as ref:
+            assert type(ref._stream).__name__ == "_PlainStream"
+            streamed = [batch_rows(b) for b in ref.batches()]
+        assert mapped == streamed, k
+        assert names(cap) == names(ref) and cap.packets == ref.packets
+        assert cap.packets > 0 or k == len(mapped_captures()) - 1
+
+
+def test_mapped_batches_outlive_the_reader(tmp_path: Path) -> None:
+    recs = [(T0 + i, payload(i, 40 + i % 200), 1000) for i in range(2000)]
+    path = write(tmp_path, "keep.pcap", pcap_file(recs))
+    cap = CaptureReader(path, batch_bytes=4096, use_mmap=True)
+    batches = list(cap.batches())
+    cap.close()
+    assert cap._own is None and len(batches) > 10
+    del cap
+    got = [
+        bytes(memoryview(b.buf)[o : o + n])
+        for b in batches
+        for o, n in zip(b.data_off.tolist(), b.caplen.tolist(), strict=True)
+    ]
+    assert got == [d for _, d, _ in recs]
+    with CaptureReader(path, use_mmap=True) as cap2:  # closed before reading: nothing
+        pass
+    assert list(cap2.batches()) == []
+
+
+@pytest.mark.parametrize("size", [24 + 16 + 10, 3 << 20])
+def test_mapped_file_ending_with_a_packet_still_has_slack(tmp_path: Path, size: int) -> None:
+    n = (size - 24) // 1000
+    recs = [(T0 + i, bytes([i % 251 + 1]) * 984, 984) for i in range(n)] or [(T0, b"x" * 10, 10)]
+    data = pcap_file(recs)
+    path = write(tmp_path, "exact.pcap", data)
+    for batch_bytes, use_mmap in itertools.product((64, 5000, 1 << 20, 16 << 20), (False, True)):
+        with CaptureReader(path, batch_bytes=batch_bytes, use_mmap=use_mmap) as cap:
+            batches = list(cap.batches())
+        assert sum(len(b) for b in batches) == len(recs) and cap.weirds == []
+        last = batches[-1]
+        end = int((last.data_off + last.caplen)[-1])
+        assert len(last.buf) >= end + 64
+        assert bytes(memoryview(last.buf)[end : end + 64]) == bytes(64)  # past EOF: zeros
+        for b in batches:
+            assert int((b.data_off + b.caplen).max()) + 64 <= len(b.buf)
+            np.frombuffer(b.buf, np.uint8)  # decode's view of it
 
 
 def test_stdin_dash(tmp_path: Path) -> None:

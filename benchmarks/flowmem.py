@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collectors.decode import decode
+from collectors.decode import IPV4_HDR, decode
 from collectors.flowemit import Emitter
 from collectors.flowtable import FlowTable
 from collectors.pcapio import CaptureReader
@@ -40,16 +40,7 @@ def write_udp_flows(path: Path, n: int) -> None:
             ("wl", "<u4"),
             ("eth", "S12"),
             ("et", ">u2"),
-            ("vihl", "u1"),
-            ("tos", "u1"),
-            ("len", ">u2"),
-            ("id", ">u2"),
-            ("frag", ">u2"),
-            ("ttl", "u1"),
-            ("proto", "u1"),
-            ("csum", ">u2"),
-            ("src", ">u4"),
-            ("dst", ">u4"),
+            *IPV4_HDR.descr,
             ("sp", ">u2"),
             ("dp", ">u2"),
             ("ulen", ">u2"),

@@ -152,9 +152,14 @@ class FlowTable:
         ):
             h = (h ^ part) * _M2
             h ^= h >> np.uint64(31)
-        order = np.argsort(h, kind="stable")
-        hs = h[order]
-        n = len(order)
+        n = len(h)
+        if n <= _LO_MASK:  # sort unique keys (hash high bits | packet index): SIMD sort,
+            sk = np.sort((h & _HI_MASK) | np.arange(n, dtype=np.uint64))  # stable in effect
+            order = (sk & _LO_MASK).astype(np.int64)
+            hs = sk & _HI_MASK
+        else:
+            order = np.argsort(h, kind="stable")
+            hs = h[order]
         brk = np.empty(n, dtype=bool)
         brk[0] = True
         np.not_equal(hs[1:], hs[:-1], out=brk[1:])
@@ -172,7 +177,7 @@ class FlowTable:
             cols = [c[np.argsort(inv.ravel(), kind="stable")] for c in cols]
             brk[1:] = np.any([c[1:] != c[:-1] for c in cols], axis=0)
             gstart, gid = np.flatnonzero(brk), np.cumsum(brk) - 1
-        hg = h[order][gstart]
+        hg = h[order[gstart]]
         slot_g, exact = self._lookup(hg, cols, gstart, bool(same.all()))
         psel = sel[order]
         pk = _Packets(d, psel, fwd[order], ver[order], cols, gstart, gid)
@@ -495,6 +500,8 @@ class FlowTable:
         return pend.take(order[:cut])
 
 
+_LO_MASK = np.uint64((1 << 24) - 1)  # packet index bits of the sort key
+_HI_MASK = ~_LO_MASK
 _DENSE = sum(1 << (d * NL + LETTERS.index(c)) for d in (0, 1) for c in "AD")
 _RARE = ((1 << (2 * NL)) - 1) & ~_DENSE
 KEY_NAMES = ("a_hi", "a_lo", "b_hi", "b_lo", "a_port", "b_port", "proto", "vlan", "vlan_inner")

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from collectors.communityid import ICMP4_PAIRS, ICMP6_PAIRS
 from collectors.decode import FRAG_FIRST, FRAG_LATER, KIND_IP, KIND_WEIRD, Decoded, weird_code
 from collectors.flowemit import Emitter
+from collectors.flowgroup import Packets, group_packets
 from collectors.slots import LETTERS, NEVER, NL, Slots
 from parkwatch.config import FlowSettings
 from parkwatch.schema import FlowRecord
@@ -23,15 +23,6 @@ from parkwatch.schema.columns import Columns
 
 FIN, SYN, RST, ACK = 1, 2, 4, 16
 NS = 1_000_000_000
-_M1, _M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9)
-_COUNTER = np.arange(256, dtype=np.int64)
-for _t, _c in ICMP4_PAIRS.items():
-    _COUNTER[_t] = _c
-_COUNTER6 = np.arange(256, dtype=np.int64)
-for _t, _c in ICMP6_PAIRS.items():
-    _COUNTER6[_t] = _c
-_PAIRED4 = np.isin(np.arange(256), list(ICMP4_PAIRS))
-_PAIRED6 = np.isin(np.arange(256), list(ICMP6_PAIRS))
 
 
 @dataclass
@@ -126,62 +117,8 @@ class FlowTable:
 
     # -- folding ----------------------------------------------------------------------------
     def _fold(self, d: Decoded, sel: np.ndarray) -> None:
-        ver = d.ver[sel].astype(np.int64)
-        proto = d.proto[sel].astype(np.int64)
-        shi, slo, dhi, dlo = d.src_hi[sel], d.src_lo[sel], d.dst_hi[sel], d.dst_lo[sel]
-        sp, dp = d.sport[sel], d.dport[sel]
-        icmp4, icmp6 = proto == 1, proto == 58
-        if icmp4.any() or icmp6.any():  # key request/reply as one flow (type, counterpart)
-            sp, dp = sp.copy(), dp.copy()
-            for m, ctr, paired in ((icmp4, _COUNTER, _PAIRED4), (icmp6, _COUNTER6, _PAIRED6)):
-                pm = m & paired[sp & 0xFF]
-                dp[pm] = ctr[sp[pm] & 0xFF]
-        fwd = (shi < dhi) | ((shi == dhi) & ((slo < dlo) | ((slo == dlo) & (sp <= dp))))
-        a_hi, b_hi = np.where(fwd, shi, dhi), np.where(fwd, dhi, shi)
-        a_lo, b_lo = np.where(fwd, slo, dlo), np.where(fwd, dlo, slo)
-        a_p, b_p = np.where(fwd, sp, dp), np.where(fwd, dp, sp)
-        vlan = d.vlan[sel].astype(np.int64)
-        vlan2 = d.vlan_inner[sel].astype(np.int64)
-        h = a_hi * _M1
-        for part in (
-            a_lo,
-            b_hi,
-            b_lo,
-            ((a_p << 32) | (b_p << 16) | proto).astype(np.uint64),
-            (((vlan + 1) << 16) | (vlan2 + 1)).astype(np.uint64),
-        ):
-            h = (h ^ part) * _M2
-            h ^= h >> np.uint64(31)
-        n = len(h)
-        if n <= _LO_MASK:  # sort unique keys (hash high bits | packet index): SIMD sort,
-            sk = np.sort((h & _HI_MASK) | np.arange(n, dtype=np.uint64))  # stable in effect
-            order = (sk & _LO_MASK).astype(np.int64)
-            hs = sk & _HI_MASK
-        else:
-            order = np.argsort(h, kind="stable")
-            hs = h[order]
-        brk = np.empty(n, dtype=bool)
-        brk[0] = True
-        np.not_equal(hs[1:], hs[:-1], out=brk[1:])
-        cols = [a_hi, a_lo, b_hi, b_lo, a_p, b_p, proto, vlan, vlan2]
-        cols = [c[order] for c in cols]
-        gstart = np.flatnonzero(brk)
-        gid = np.cumsum(brk) - 1
-        same = np.ones(n, dtype=bool)
-        for c in cols:
-            same &= c == c[gstart][gid]
-        if not same.all():  # 64-bit hash collision inside the batch: exact grouping instead
-            st = np.rec.fromarrays(cols)
-            _, inv = np.unique(st, return_inverse=True)
-            order = order[np.argsort(inv.ravel(), kind="stable")]
-            cols = [c[np.argsort(inv.ravel(), kind="stable")] for c in cols]
-            brk[1:] = np.any([c[1:] != c[:-1] for c in cols], axis=0)
-            gstart, gid = np.flatnonzero(brk), np.cumsum(brk) - 1
-        hg = h[order[gstart]]
-        slot_g, exact = self._lookup(hg, cols, gstart, bool(same.all()))
-        psel = sel[order]
-        pk = _Packets(d, psel, fwd[order], ver[order], cols, gstart, gid)
-        pk.hg = hg
+        pk = group_packets(d, sel)
+        slot_g, exact = self._lookup(pk.hg, pk.cols, pk.gstart, pk.unique_hashes)
         self._segment_and_fold(pk, slot_g, exact)
 
     def _lookup(
@@ -213,7 +150,7 @@ class FlowTable:
                     slot_g[g] = -1
         return slot_g, exact
 
-    def _segment_and_fold(self, pk: _Packets, slot_g: np.ndarray, exact: np.ndarray) -> None:
+    def _segment_and_fold(self, pk: Packets, slot_g: np.ndarray, exact: np.ndarray) -> None:
         s = self.slots
         ts, gstart, gid = pk.ts, pk.gstart, pk.gid
         known = slot_g >= 0
@@ -270,7 +207,7 @@ class FlowTable:
 
     def _idle_splits(
         self,
-        pk: _Packets,
+        pk: Packets,
         groups: np.ndarray,
         gap: np.ndarray,
         first_g: np.ndarray,
@@ -300,7 +237,7 @@ class FlowTable:
             splits[p] = "idle_timeout"
         return too_long
 
-    def _exact(self, pk: _Packets, g: int, slot: int, splits: dict[int, str]) -> None:
+    def _exact(self, pk: Packets, g: int, slot: int, splits: dict[int, str]) -> None:
         """Walk one group's packets in order and record where flows end (rare path)."""
         self.stats.slow_groups += 1
         s = self.slots
@@ -337,7 +274,7 @@ class FlowTable:
                     fa, fb = (True, fb) if fw[i] else (fa, True)
                 rst = rst or bool(f & RST)
 
-    def _init_slots(self, pk: _Packets, idx: np.ndarray, at: np.ndarray) -> None:
+    def _init_slots(self, pk: Packets, idx: np.ndarray, at: np.ndarray) -> None:
         s = self.slots
         for name, col in zip(
             ("a_hi", "a_lo", "b_hi", "b_lo", "a_port", "b_port", "proto", "vlan", "vlan_inner"),
@@ -355,7 +292,7 @@ class FlowTable:
         s.mac_b[idx] = np.where(fwd, dst, src)
         s.has_mac[idx] = pk.has_mac[at]
 
-    def _accumulate(self, pk: _Packets, seg: np.ndarray, slot: np.ndarray) -> None:
+    def _accumulate(self, pk: Packets, seg: np.ndarray, slot: np.ndarray) -> None:
         s = self.slots
         rev = ~pk.fwd
         add = np.add.reduceat
@@ -424,9 +361,7 @@ class FlowTable:
         self._pending.append(cols)
         self.stats.flows += len(cols)
 
-    def _index(
-        self, pk: _Packets, groups: np.ndarray, slots: np.ndarray, exact: np.ndarray
-    ) -> None:
+    def _index(self, pk: Packets, groups: np.ndarray, slots: np.ndarray, exact: np.ndarray) -> None:
         """The newest flow of each key owns the key's index entry."""
         index, s = self.index, self.slots
         hs = pk.hg[groups]
@@ -500,8 +435,6 @@ class FlowTable:
         return pend.take(order[:cut])
 
 
-_LO_MASK = np.uint64((1 << 24) - 1)  # packet index bits of the sort key
-_HI_MASK = ~_LO_MASK
 _DENSE = sum(1 << (d * NL + LETTERS.index(c)) for d in (0, 1) for c in "AD")
 _RARE = ((1 << (2 * NL)) - 1) & ~_DENSE
 KEY_NAMES = ("a_hi", "a_lo", "b_hi", "b_lo", "a_port", "b_port", "proto", "vlan", "vlan_inner")
@@ -509,58 +442,3 @@ KEY_NAMES = ("a_hi", "a_lo", "b_hi", "b_lo", "a_port", "b_port", "proto", "vlan"
 
 def _same_key(s: Slots, x: int, y: int) -> bool:
     return all(getattr(s, n)[x] == getattr(s, n)[y] for n in KEY_NAMES)
-
-
-class _Packets:
-    """The IP packets of a batch in flow-grouped order, with the columns folding needs."""
-
-    def __init__(
-        self,
-        d: Decoded,
-        psel: np.ndarray,
-        fwd: np.ndarray,
-        ver: np.ndarray,
-        cols: list[np.ndarray],
-        gstart: np.ndarray,
-        gid: np.ndarray,
-    ) -> None:
-        raw = d.raw
-        self.fwd, self.ver, self.cols, self.gstart, self.gid = fwd, ver, cols, gstart, gid
-        self.proto = cols[6]
-        self.ts = raw.ts_ns[psel].astype(np.int64)
-        self.frame = raw.first_frame + psel.astype(np.int64)
-        self.wirelen = raw.wirelen[psel].astype(np.int64)
-        self.flags = d.flags[psel].astype(np.int64) * (self.proto == 6)
-        self.ip_len = d.ip_len[psel]
-        self.payload = d.payload[psel]
-        self.src_mac, self.dst_mac, self.has_mac = (
-            d.src_mac[psel],
-            d.dst_mac[psel],
-            d.has_mac[psel],
-        )
-        self.letters = _letters(self.flags, self.payload, self.proto == 6, fwd)
-        self.hg = np.zeros(0, dtype=np.uint64)  # key hash per group (set by the caller)
-
-
-def _letters(
-    flags: np.ndarray, payload: np.ndarray, tcp: np.ndarray, fwd: np.ndarray
-) -> np.ndarray:
-    """Per packet, a bit per (direction, history letter) it contributes."""
-    syn, ack = (flags & SYN) != 0, (flags & ACK) != 0
-    fin, rst = (flags & FIN) != 0, (flags & RST) != 0
-    bits = np.zeros(len(flags), dtype=np.int64)
-    odd_syn = syn & (fin | rst)
-    for k, m in enumerate(
-        (
-            tcp & syn & ~ack & ~odd_syn,
-            tcp & syn & ack & ~odd_syn,
-            tcp & ack & ~syn & ~fin & ~rst & (payload == 0),
-            payload > 0,
-            tcp & fin & ~syn,
-            tcp & rst & ~syn,
-            tcp & syn & fin,
-            tcp & syn & rst & ~fin,
-        )
-    ):
-        bits |= m.astype(np.int64) << k
-    return np.where(fwd, bits, bits << NL)

@@ -9,7 +9,7 @@ from scapy.layers.inet import UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
-from collectors import flowtable
+from collectors import flowgroup
 from tests.helpers import Session, icmp, run_packets, udp
 
 
@@ -215,8 +215,8 @@ def test_key_hash_collisions_change_nothing(tmp_path, monkeypatch):
         pkts += Session(cport=42000 + i % 9, t0=1_700_000_000 + i * 2.0).http().pkts
         pkts.append(udp("10.1.1.20", "10.0.0.53", 31000 + i % 4, 53, 1_700_000_000 + i * 2.0))
     normal = run_packets(pkts, tmp_path, "a.pcap", udp_idle=3, batch_bytes=1 << 16)
-    monkeypatch.setattr(flowtable, "_M1", np.uint64(0))
-    monkeypatch.setattr(flowtable, "_M2", np.uint64(0))
+    monkeypatch.setattr(flowgroup, "_M1", np.uint64(0))
+    monkeypatch.setattr(flowgroup, "_M2", np.uint64(0))
     colliding = run_packets(pkts, tmp_path, "b.pcap", udp_idle=3, batch_bytes=1 << 16)
     assert len(normal.flows) > 30
     assert [f.to_dict() for f in colliding.flows] == [f.to_dict() for f in normal.flows]

@@ -1,10 +1,11 @@
 """Bidirectional flow table fed with decoded batches.
 
-Per batch, packets are grouped by canonical 5-tuple (+VLANs) with one sort of a 64-bit key hash
-(verified against the full key), cut into per-flow *segments*, and every segment is folded into
-its slot with ``reduceat``. Only groups that might end a flow inside the batch (idle gap, FIN/RST
-then a new SYN, active timeout) go through an exact per-packet Python loop; the rest never do.
-Ended flows are released to the caller in end-time order (see :meth:`FlowTable.add`).
+Per batch, packets are grouped by canonical 5-tuple (+VLANs) (:mod:`collectors.flowgroup`),
+cut into per-flow *segments*, and every segment is folded into its slot with ``reduceat``.
+Groups that might end a flow inside the batch are cut exactly: UDP/ICMP idle gaps with numpy,
+TCP (FIN/RST then a new SYN) and active-timeout cases with a per-packet Python loop over just
+those groups. Ended flows are released to the caller in end-time order: a flow is held back
+until no open flow can still end before it (see :meth:`FlowTable.add`).
 """
 
 from __future__ import annotations

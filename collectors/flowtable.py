@@ -51,12 +51,9 @@ class FlowTable:
         self.frags: dict[tuple[int, ...], tuple[int, int, int]] = {}
         self.stats = FlowStats()
         self._pending: list[Columns[FlowRecord]] = []
-        idle = np.full(256, settings.other_idle, dtype=np.float64)
-        idle[6], idle[17] = settings.tcp_idle, settings.udp_idle
-        idle[1] = idle[58] = settings.icmp_idle
-        self._idle = (idle * NS).astype(np.int64)
+        self._idle = settings.per_protocol("idle")  # ns, indexed by IP protocol
+        self._active = settings.per_protocol("active")
         self._linger = int(settings.tcp_close_linger * NS)
-        self._active = int(settings.active_timeout * NS)
         self.now = -NEVER
 
     # -- public -------------------------------------------------------------------------
@@ -168,7 +165,7 @@ class FlowTable:
         maybe_closed = (before > 0) | closed_g[gid]
         pure_syn = tcp & ((pk.flags & (SYN | ACK | RST | FIN)) == SYN)
         first_g = np.where(known, s.first_ts[sg], ts[gstart])
-        cand = (gap > self._idle[pk.proto]) | (ts - first_g[gid] > self._active)
+        cand = (gap > self._idle[pk.proto]) | (ts - first_g[gid] > self._active[pk.proto])
         cand |= maybe_closed & ((gap > self._linger) | pure_syn)
         splits: dict[int, str] = {}  # sorted position where a new flow starts -> why the old ended
         if cand.any():
@@ -231,7 +228,7 @@ class FlowTable:
         last_cut = np.maximum.accumulate(np.where(cut, pos, -1))
         own = last_cut >= gstart[gid]
         seg_t0 = np.where(own, ts[np.maximum(last_cut, 0)], first_g[gid])
-        too_long = np.unique(gid[mine & (ts - seg_t0 > self._active)])
+        too_long = np.unique(gid[mine & (ts - seg_t0 > self._active[pk.proto])])
         ok = cut & ~np.isin(gid, too_long)
         self.stats.slow_groups += len(groups) - len(too_long)
         for p in np.flatnonzero(ok).tolist():
@@ -249,6 +246,7 @@ class FlowTable:
         fw = pk.fwd[lo:hi].tolist()
         tcp = int(pk.proto[lo]) == 6
         idle = int(self._idle[int(pk.proto[lo])])
+        active = int(self._active[int(pk.proto[lo])])
         if slot >= 0:
             first, last = int(s.first_ts[slot]), int(s.last_ts[slot])
             fa, fb = bool(s.flags[slot, 0] & FIN), bool(s.flags[slot, 1] & FIN)
@@ -263,7 +261,7 @@ class FlowTable:
                 why = "rst" if rst else "fin" if (fa or fb) else "idle_timeout"
             elif closed and tcp and (fl[i] & (SYN | ACK | RST | FIN)) == SYN:
                 why = "rst" if rst else "fin"
-            elif t - first > self._active:
+            elif t - first > active:
                 why = "active_timeout"
             if why is not None and (i > 0 or slot >= 0):
                 splits[lo + i] = why
@@ -412,7 +410,7 @@ class FlowTable:
         limit = np.where(closed & (s.proto[act] == 6), self._linger, self._idle[s.proto[act]])
         self._end(act[quiet > limit], "expired")
         act = np.nonzero(s.active)[0]
-        self._end(act[self.now - s.first_ts[act] > self._active], "active_timeout")
+        self._end(act[self.now - s.first_ts[act] > self._active[s.proto[act]]], "active_timeout")
         over = len(act) - self.cfg.max_flows
         if over > 0:
             act = np.nonzero(s.active)[0]

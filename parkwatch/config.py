@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -33,6 +34,28 @@ class FlowSettings(BaseModel):
     active_timeout: float = Field(
         1800.0, gt=0, description="A flow longer than this is cut and continued in a new record."
     )
+    tcp_active: float | None = Field(
+        None, gt=0, description="TCP active timeout (default: active_timeout)."
+    )
+    udp_active: float | None = Field(
+        None, gt=0, description="UDP active timeout (default: active_timeout)."
+    )
+    icmp_active: float | None = Field(
+        None, gt=0, description="ICMP active timeout (default: active_timeout)."
+    )
+    other_active: float | None = Field(None, gt=0, description="Other protocols' active timeout.")
+
+    def per_protocol(self, kind: str) -> np.ndarray:
+        """Timeouts in ns indexed by IP protocol number: ``kind`` is ``idle`` or ``active``."""
+        default = self.other_idle if kind == "idle" else self.other_active or self.active_timeout
+        out = np.full(256, default, dtype=np.float64)
+        for name, protos in (("tcp", (6,)), ("udp", (17,)), ("icmp", (1, 58))):
+            value = getattr(self, f"{name}_{kind}")
+            if kind == "active" and value is None:
+                value = self.active_timeout
+            out[list(protos)] = value
+        return (out * 1e9).astype(np.int64)
+
     max_flows: int = Field(
         1_000_000, ge=16, description="Flow-table bound; the least recently seen are evicted."
     )

@@ -220,3 +220,19 @@ def test_key_hash_collisions_change_nothing(tmp_path, monkeypatch):
     colliding = run_packets(pkts, tmp_path, "b.pcap", udp_idle=3, batch_bytes=1 << 16)
     assert len(normal.flows) > 30
     assert [f.to_dict() for f in colliding.flows] == [f.to_dict() for f in normal.flows]
+
+
+def test_active_timeout_per_protocol(tmp_path):
+    t = 1_700_000_000.0
+    pkts = [udp("10.1.1.20", "10.1.2.10", 1111, 502, t + i) for i in range(25)]
+    pkts += [
+        icmp("10.1.1.20", "10.1.2.10", 8, t + i)
+        if i % 2 == 0
+        else icmp("10.1.2.10", "10.1.1.20", 0, t + i)
+        for i in range(25)
+    ]
+    res = run_packets(pkts, tmp_path, active_timeout=100, udp_active=10)
+    by_proto = {}
+    for f in res.flows:
+        by_proto.setdefault(f.proto, []).append(f.orig_pkts + f.resp_pkts)
+    assert by_proto == {17: [11, 11, 3], 1: [25]}

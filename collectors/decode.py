@@ -127,11 +127,6 @@ class Work:
     def be48(self, at: np.ndarray) -> np.ndarray:
         return ((self.be16(at) << 32) | self.be32(at + 2)).astype(np.uint64)
 
-    def be64(self, at: np.ndarray) -> np.ndarray:
-        return (self.be32(at).astype(np.uint64) << np.uint64(32)) | self.be32(at + 4).astype(
-            np.uint64
-        )
-
     def rows(self, at: np.ndarray, dtype: np.dtype) -> np.ndarray:
         """Gather ``dtype.itemsize`` bytes at each offset as one structured record each.
 

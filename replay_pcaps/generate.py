@@ -1,80 +1,48 @@
 """Deterministic scenario captures for ParkWatch, crafted with scapy.
 
-``python -m replay_pcaps.generate [OUTDIR]`` writes ``sample_park.pcap`` — a few minutes of
-the demo park of ``park.yaml``: Modbus polling from the HMI to two PLCs, DNS to the park
-resolver, web browsing to the Internet, ARP, and an attack from Beta Chemicals' IT zone:
-a SYN port scan of Alpha Steel's OT zone followed by an unauthorised Modbus write. The same
-code writes the same bytes every time (fixed timestamps, sequence numbers and ports).
+``python -m replay_pcaps.generate [OUTDIR]`` writes every scenario capture: ``sample_park.pcap``
+(defined here) — a few minutes of the demo park of ``park.yaml``: Modbus polling from the HMI
+to two PLCs, DNS to the park resolver, web browsing to the Internet, ARP, and an attack from
+Beta Chemicals' IT zone: a SYN port scan of Alpha Steel's OT zone followed by an unauthorised
+Modbus write — plus the protocol scenarios of :mod:`replay_pcaps.scenarios` (one module per
+protocol, each with a ``SCENARIOS`` table), each written with a ``<name>.labels.yaml`` in the
+``parkwatch-labels/1`` format of ``shared/LABELS.md``. The same code writes the same bytes every
+time (fixed timestamps, sequence numbers and ports).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import pkgutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import yaml
 from scapy.layers.dns import DNS, DNSQR, DNSRR
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import ARP, Ether
-from scapy.packet import Packet, Raw
+from scapy.packet import Packet
 from scapy.utils import wrpcap
+
+from replay_pcaps.craft import MAC, Conversation
 
 T0 = 1_763_700_000.0  # 2025-11-21T04:40:00Z
 HMI, PLC1, PLC2, EWS = "10.1.2.20", "10.1.2.10", "10.1.2.11", "10.1.1.50"
 DNS_SRV, ATTACKER, WEB = "10.0.0.53", "10.2.1.66", "93.184.216.34"
-MAC = {
-    HMI: "02:a1:00:00:02:20",
-    PLC1: "02:a1:00:00:02:10",
-    PLC2: "02:a1:00:00:02:11",
-    EWS: "02:a1:00:00:01:50",
-    DNS_SRV: "02:0e:00:00:00:53",
-    ATTACKER: "02:b2:00:00:01:66",
-    WEB: "02:ff:00:00:00:01",
-}
-
-
-class Conversation:
-    """A TCP connection with consistent sequence numbers."""
-
-    def __init__(self, out: list[Packet], c: str, s: str, cport: int, sport: int) -> None:
-        self.out, self.c, self.s, self.cp, self.sp = out, c, s, cport, sport
-        self.cseq, self.sseq = 0x1000 + cport, 0x8000 + sport
-
-    def send(self, t: float, from_client: bool, flags: str, data: bytes = b"") -> None:
-        src, dst = (self.c, self.s) if from_client else (self.s, self.c)
-        sp, dp = (self.cp, self.sp) if from_client else (self.sp, self.cp)
-        seq, ack = (self.cseq, self.sseq) if from_client else (self.sseq, self.cseq)
-        p = (
-            Ether(src=MAC.get(src, "02:00:00:00:00:fe"), dst=MAC.get(dst, "02:00:00:00:00:fe"))
-            / IP(src=src, dst=dst, id=(seq & 0xFFFF), ttl=64)
-            / TCP(
-                sport=sp,
-                dport=dp,
-                flags=flags,
-                seq=seq,
-                ack=ack if "A" in flags else 0,
-                window=8192,
-            )
-        )
-        if data:
-            p = p / Raw(data)
-        p.time = t
-        self.out.append(p)
-        adv = len(data) + (1 if ("S" in flags or "F" in flags) else 0)
-        if from_client:
-            self.cseq += adv
-        else:
-            self.sseq += adv
-
-    def open(self, t: float) -> float:
-        self.send(t, True, "S")
-        self.send(t + 0.0004, False, "SA")
-        self.send(t + 0.0008, True, "A")
-        return t + 0.001
-
-    def close(self, t: float) -> None:
-        self.send(t, True, "FA")
-        self.send(t + 0.0004, False, "FA")
-        self.send(t + 0.0008, True, "A")
+MAC.update(
+    {
+        HMI: "02:a1:00:00:02:20",
+        PLC1: "02:a1:00:00:02:10",
+        PLC2: "02:a1:00:00:02:11",
+        EWS: "02:a1:00:00:01:50",
+        DNS_SRV: "02:0e:00:00:00:53",
+        ATTACKER: "02:b2:00:00:01:66",
+        WEB: "02:ff:00:00:00:01",
+    }
+)
 
 
 def modbus_read(tid: int, unit: int, start: int, qty: int) -> bytes:
@@ -168,17 +136,52 @@ def sample_park() -> list[Packet]:
     return out
 
 
-SCENARIOS = {"sample_park.pcap": sample_park}
-"""Capture name -> generator; each generator returns packets in time order."""
+Scenario = Callable[[], tuple[list[Packet], dict[str, Any] | None]]
+"""A scenario returns its packets (time order) and its labels (None: no labels file)."""
+
+SCENARIOS: dict[str, Scenario] = {"sample_park.pcap": lambda: (sample_park(), None)}
+"""Capture name -> scenario, for the captures defined in this module."""
 
 
-def generate(outdir: Path) -> list[Path]:
-    """Write every scenario capture into ``outdir``; return the paths."""
+def all_scenarios() -> dict[str, Scenario]:
+    """This module's scenarios and every ``replay_pcaps.scenarios.*`` module's."""
+    from replay_pcaps import scenarios
+
+    out = dict(SCENARIOS)
+    for info in sorted(pkgutil.iter_modules(scenarios.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"replay_pcaps.scenarios.{info.name}")
+        for name, make in module.SCENARIOS.items():
+            if name in out:
+                raise ValueError(f"scenario {name} defined twice")
+            out[name] = make
+    return out
+
+
+def write_labels(path: Path, labels: dict[str, Any]) -> Path:
+    """``<capture>.labels.yaml`` next to the capture, with its sha256 filled in."""
+    doc = {
+        "format": "parkwatch-labels/1",
+        "capture": path.name,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        **labels,
+    }
+    out = path.with_name(path.name.rsplit(".", 1)[0] + ".labels.yaml")
+    out.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    return out
+
+
+def generate(outdir: Path, only: list[str] | None = None) -> list[Path]:
+    """Write every scenario capture (and labels) into ``outdir``; return the capture paths."""
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, make in SCENARIOS.items():
+    for name, make in all_scenarios().items():
+        if only is not None and name not in only:
+            continue
+        packets, labels = make()
         path = outdir / name
-        wrpcap(str(path), make())
+        wrpcap(str(path), packets)
+        if labels is not None:
+            write_labels(path, labels)
         written.append(path)
     return written
 

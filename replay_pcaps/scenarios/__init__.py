@@ -1,0 +1,1 @@
+"""Protocol scenario generators: one module per protocol, each with a SCENARIOS table."""

@@ -27,6 +27,7 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
 from scapy.utils import wrpcap
 
+from parkwatch.schema import format_ts
 from replay_pcaps.craft import MAC, Conversation
 
 T0 = 1_763_700_000.0  # 2025-11-21T04:40:00Z
@@ -139,7 +140,43 @@ def sample_park() -> list[Packet]:
 Scenario = Callable[[], tuple[list[Packet], dict[str, Any] | None]]
 """A scenario returns its packets (time order) and its labels (None: no labels file)."""
 
-SCENARIOS: dict[str, Scenario] = {"sample_park.pcap": lambda: (sample_park(), None)}
+
+def _iso(t: float) -> str:
+    """RFC 3339 UTC text of a capture time in seconds (microsecond precision)."""
+    return format_ts(round(t * 1e6) * 1000)
+
+
+SAMPLE_PARK_LABELS = {
+    "description": "Demo park: Modbus polling, DNS, web and ARP, with a SYN scan of Alpha "
+    "Steel's OT zone from Beta Chemicals' IT zone and an unauthorised Modbus register write.",
+    "source": "parkwatch replay_pcaps generator",
+    "attacks": [
+        {
+            "id": "scan-1",
+            "category": "recon_scan",
+            "techniques": ["T0846"],
+            "start": _iso(T0 + 60),
+            "end": _iso(T0 + 60.5),
+            "attackers": [ATTACKER],
+            "targets": [PLC1, PLC2],
+            "outcome": "unknown",
+        },
+        {
+            "id": "write-1",
+            "category": "ot_unauthorized_write",
+            "techniques": ["T0855", "T0836"],
+            "start": _iso(T0 + 65),
+            "end": _iso(T0 + 65.02),
+            "attackers": [ATTACKER],
+            "targets": [PLC1],
+            "outcome": "succeeded",
+        },
+    ],
+    "notes": "The PLC echoes the write (function 6): the write was accepted. Both attacks "
+    "also cross from ent-b into ent-a, which the demo topology's conduits do not allow.",
+}
+
+SCENARIOS: dict[str, Scenario] = {"sample_park.pcap": lambda: (sample_park(), SAMPLE_PARK_LABELS)}
 """Capture name -> scenario, for the captures defined in this module."""
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from hashlib import sha1
+from typing import Any
 
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
@@ -75,3 +79,56 @@ def udp_packet(t: float, src: str, dst: str, sport: int, dport: int, payload: by
     )
     p.time = t
     return p
+
+
+SOURCE = "parkwatch replay_pcaps generator"
+
+
+@dataclass
+class Capture:
+    """Packets of one scenario, its protocol messages with the tshark fields each must show
+    (``marks``), and its labels."""
+
+    packets: list[Packet] = field(default_factory=list)
+    marks: list[tuple[Packet, tuple[str, ...]]] = field(default_factory=list)
+    labels: dict[str, Any] = field(default_factory=dict)
+
+    def expected(self) -> list[tuple[int, str, tuple[str, ...]]]:
+        """(frame number, IP source, tshark fields) of every marked message, in frame order."""
+        frame = {id(p): n for n, p in enumerate(self.packets, 1)}
+        return sorted((frame[id(p)], p["IP"].src, f) for p, f in self.marks)
+
+
+def iso(t: float) -> str:
+    """RFC 3339 UTC text of a capture time (whole seconds)."""
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def attack(
+    ident: str,
+    category: str,
+    techniques: list[str],
+    span: tuple[float, float],
+    *,
+    attackers: list[str],
+    targets: list[str],
+    outcome: str,
+) -> dict[str, Any]:
+    """One labelled attack (LABELS.md); the window is widened to whole seconds."""
+    return {
+        "id": ident,
+        "category": category,
+        "techniques": techniques,
+        "start": iso(math.floor(span[0])),
+        "end": iso(math.ceil(span[1])),
+        "attackers": attackers,
+        "targets": targets,
+        "outcome": outcome,
+    }
+
+
+def finish(cap: Capture, description: str, attacks: list[dict[str, Any]], notes: str) -> Capture:
+    """Sort the packets by time and attach the labels."""
+    cap.packets.sort(key=lambda p: float(p.time))
+    cap.labels = {"description": description, "source": SOURCE, "attacks": attacks, "notes": notes}
+    return cap

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha1
@@ -132,3 +133,16 @@ def finish(cap: Capture, description: str, attacks: list[dict[str, Any]], notes:
     cap.packets.sort(key=lambda p: float(p.time))
     cap.labels = {"description": description, "source": SOURCE, "attacks": attacks, "notes": notes}
     return cap
+
+
+def scenarios(captures: dict[str, Callable[[], Capture]]) -> dict[str, Any]:
+    """The ``SCENARIOS`` table of a module whose builders return a :class:`Capture`."""
+
+    def scenario(build: Callable[[], Capture]) -> Callable[[], tuple[list[Packet], dict]]:
+        def make() -> tuple[list[Packet], dict]:
+            cap = build()
+            return cap.packets, cap.labels
+
+        return make
+
+    return {name: scenario(build) for name, build in captures.items()}

@@ -22,8 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from scapy.packet import Packet
-
 from replay_pcaps import craft
 from replay_pcaps.craft import MAC, Capture, Conversation, finish
 
@@ -263,12 +261,4 @@ CAPTURES: dict[str, Callable[[], Capture]] = {
 """Capture name -> builder with the recorded DNP3 PDUs (for the tests)."""
 
 
-def _scenario(build: Callable[[], Capture]) -> Callable[[], tuple[list[Packet], dict[str, Any]]]:
-    def make() -> tuple[list[Packet], dict[str, Any]]:
-        cap = build()
-        return cap.packets, cap.labels
-
-    return make
-
-
-SCENARIOS = {name: _scenario(build) for name, build in CAPTURES.items()}
+SCENARIOS = craft.scenarios(CAPTURES)

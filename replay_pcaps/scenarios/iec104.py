@@ -21,8 +21,6 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from scapy.packet import Packet
-
 from replay_pcaps import craft
 from replay_pcaps.craft import MAC, Capture, Conversation, finish
 
@@ -189,12 +187,4 @@ CAPTURES: dict[str, Callable[[], Capture]] = {
 """Capture name -> builder with the recorded APDUs (for the tests)."""
 
 
-def _scenario(build: Callable[[], Capture]) -> Callable[[], tuple[list[Packet], dict[str, Any]]]:
-    def make() -> tuple[list[Packet], dict[str, Any]]:
-        cap = build()
-        return cap.packets, cap.labels
-
-    return make
-
-
-SCENARIOS = {name: _scenario(build) for name, build in CAPTURES.items()}
+SCENARIOS = craft.scenarios(CAPTURES)

@@ -25,8 +25,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from scapy.packet import Packet
-
 from replay_pcaps import craft
 from replay_pcaps.craft import MAC, Capture, Conversation, finish
 
@@ -317,12 +315,4 @@ CAPTURES: dict[str, Callable[[], Capture]] = {
 """Capture name -> builder with the recorded Modbus PDUs (for the tests)."""
 
 
-def _scenario(build: Callable[[], Capture]) -> Callable[[], tuple[list[Packet], dict[str, Any]]]:
-    def make() -> tuple[list[Packet], dict[str, Any]]:
-        cap = build()
-        return cap.packets, cap.labels
-
-    return make
-
-
-SCENARIOS = {name: _scenario(build) for name, build in CAPTURES.items()}
+SCENARIOS = craft.scenarios(CAPTURES)

@@ -11,6 +11,7 @@ from typing import IO
 import click
 
 import collectors.services  # noqa: F401  (port bindings)
+from collectors.pcapio import CaptureReader
 from collectors.pipeline import FlowPipeline, RunStats
 from parkwatch.config import load_settings
 from parkwatch.errors import CaptureError
@@ -76,9 +77,13 @@ def flows_command(
     settings = load_settings(config, vantage=vantage, topology=Path(topology) if topology else None)
     topo = load_topology(settings.topology)
     topo.vantage(settings.vantage)  # an unknown vantage id is an error (named ids listed)
-    for path in captures:
+    for path in captures:  # every file header is checked before any output is written
         if path != "-" and not os.path.exists(path):
             raise CaptureError("no such capture file", file=path)
+        if path != "-":
+            CaptureReader(path).close()  # raises CaptureFormatError for a non-capture
+    if list(captures).count("-") > 1:
+        raise CaptureError("standard input ('-') can be read only once")
     pipeline = FlowPipeline(settings, topo)
     out_fh: IO[bytes] = sys.stdout.buffer if out == "-" else open(out, "wb")  # noqa: SIM115
     ev_fh: IO[bytes] | None = open(events_out, "wb") if events_out else None  # noqa: SIM115

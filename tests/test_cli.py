@@ -131,6 +131,15 @@ def test_errors_are_one_line_with_what_to_do(args, needle):
     assert "(" in err and err.endswith(")")  # the hint
 
 
+def test_a_broken_second_capture_fails_before_any_output(tmp_path):
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"this is not a capture")
+    res = pw("flows", str(SAMPLE), str(junk))
+    assert res.returncode == 2
+    assert res.stdout == b""
+    assert f"{junk}: not a pcap or pcapng file" in res.stderr.decode()
+
+
 def test_broken_topology_names_file_line_and_field(tmp_path):
     bad = tmp_path / "park.yaml"
     bad.write_text("park: p\nenterprises:\n  - id: a\n    name: A\n    cidrs: [10.1.300.0/16]\n")

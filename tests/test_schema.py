@@ -25,6 +25,8 @@ def sample_value(f: dataclasses.Field, i: int) -> object:
         return TS + i
     if t.startswith("int"):
         return 1000 + i
+    if t.startswith("float"):
+        return 0.25 + i
     if t.startswith("bool"):
         return i % 2 == 0
     if t.startswith("str") and f.metadata.get("safe"):

@@ -7,6 +7,7 @@ contract in ``shared/LABELS.md`` (``incidents.jsonl``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from parkwatch.schema.base import Record, doc
 
@@ -58,6 +59,21 @@ class Alert(Record):
     reason: str = doc(
         "Why it fired, spelled out (which fields, which values, which baseline).", default=""
     )
+    tactics: tuple[str, ...] = doc(
+        "ATT&CK tactics (kill-chain phases) of the techniques, e.g. 'discovery', 'impact'.",
+        factory=tuple,
+    )
+    enterprises: tuple[str, ...] = doc(
+        "Enterprise ids of the attacker and target sides (park topology).", factory=tuple
+    )
+    score: float | None = doc(
+        "Anomaly score of a model detector (higher = more anomalous); None for rules.",
+        default=None,
+    )
+    evidence: dict[str, Any] = doc(
+        "Facts verdicts rest on, from the triggering records (conn_state, exception_code …).",
+        factory=dict,
+    )
 
 
 @dataclass(slots=True)
@@ -84,3 +100,17 @@ class Incident(Record):
     alert_count: int = doc("Number of alerts grouped.", default=0)
     alert_uids: tuple[str, ...] = doc("uids of the grouped alerts.", factory=tuple)
     defended_evidence: str = doc("What the defended verdict rests on.", default="")
+    title: str = doc("One-line summary for an operator.", default="")
+    tactics: tuple[str, ...] = doc("ATT&CK tactics seen, in kill-chain order.", factory=tuple)
+    vantages: tuple[str, ...] = doc("Vantage points whose facts are evidence.", factory=tuple)
+    flow_uids: tuple[str, ...] = doc("uids of flows that are evidence.", factory=tuple)
+    event_uids: tuple[str, ...] = doc("uids of OT/IT events that are evidence.", factory=tuple)
+    campaign: str | None = doc(
+        "Park-level campaign id when this incident is part of a multi-enterprise campaign.",
+        default=None,
+    )
+    status: str = doc("'open', 'acknowledged' or 'resolved' (operator workflow).", default="open")
+    acknowledged_at: int | None = doc(
+        "When an operator acknowledged it (RFC 3339 in JSON).", ts=True, default=None
+    )
+    resolved_at: int | None = doc("When it was resolved (RFC 3339 in JSON).", ts=True, default=None)

@@ -63,21 +63,22 @@ class ArpEvent(Record):
 
 @dataclass(slots=True)
 class OtEvent(Record):
-    """One protocol transaction message (request or response) of an OT or IT protocol.
+    """One protocol message (request or response) of an OT or IT protocol.
 
-    Core fields only; the protocol decoders' issue adds protocol-specific fields in ``attrs``
-    and new documented fields in a later schema version.
+    Produced by the protocol decoders in ``collectors/apps`` (one module per protocol; each
+    documents the ``attrs`` keys it sets in its ``ATTRS`` table). Schema 2 adds the explicit
+    data-area fields and the topology facts of both sides, so rules need no lookups.
     """
 
     SCHEMA = "parkwatch.ot_event"
-    VERSION = 1
+    VERSION = 2
 
-    uid: str = doc("Stable event id.")
-    ts: int = doc("Capture time of the message's first packet (RFC 3339 in JSON).", ts=True)
+    uid: str = doc("Stable event id: same capture, vantage and message give the same uid.")
+    ts: int = doc("Capture time of the packet that completed the message (RFC 3339 in JSON).", ts=True)
     protocol: str = doc(
-        "Protocol name: modbus, dnp3, s7comm, iec104, enip, opcua, bacnet, mqtt, dns, …"
+        "Protocol: modbus, dnp3, s7comm, iec104, enip, opcua, bacnet, mqtt, dns, http, tls, ssh, ftp, …"
     )
-    direction: str = doc("'request' or 'response'.")
+    direction: str = doc("'request' (client/master to server/outstation) or 'response'.")
     src_ip: str = doc("Sender of this message.")
     src_port: int = doc("Sender port.")
     dst_ip: str = doc("Receiver of this message.")
@@ -86,18 +87,40 @@ class OtEvent(Record):
     flow_uid: str | None = doc("uid of the FlowRecord carrying the message.", default=None)
     vantage: str | None = doc("Vantage point id.", default=None)
     unit: int | None = doc(
-        "Unit id / station / common address, where the protocol has one.", default=None
+        "Unit id (Modbus), destination address (DNP3), common address (IEC 104), where any.",
+        default=None,
     )
     function_code: int | None = doc(
-        "Function / service / type code, where the protocol has one.", default=None
+        "Function / service / type code (Modbus fc, DNP3 AL func, S7 func, IEC 104 type id, CIP service).",
+        default=None,
     )
     function_name: str | None = doc(
-        "Name of the function code ('unknown-<n>' when not in the table).", default=None
+        "Name of the function code from the protocol's table ('unknown-<n>' when not in it).",
+        default=None,
     )
     exception_code: int | None = doc(
-        "Exception / error code of a response; None when none.", default=None
+        "Error code of a refusal (Modbus exception, S7 class<<8|code, DNP3 IIN2 bits …); None if none.",
+        default=None,
     )
     request_uid: str | None = doc("For a response: uid of the request it answers.", default=None)
+    address: int | None = doc(
+        "Start address / register / object index / IOA the message addresses, where any.",
+        default=None,
+    )
+    quantity: int | None = doc("Number of items (registers, coils, objects, bytes) addressed.", default=None)
+    values: tuple[Any, ...] | None = doc(
+        "Values written (or set) by a request, where the protocol carries them.", default=None
+    )
+    data_area: str | None = doc(
+        "Data area: Modbus table ('holding_register' …), DNP3 'g12v1', S7 area, CIP path …",
+        default=None,
+    )
+    src_enterprise: str | None = doc("Enterprise of the sender (park topology).", default=None)
+    src_zone: str | None = doc("Zone of the sender.", default=None)
+    src_role: str | None = doc("Asset role of the sender (plc, hmi, ews, …), if known.", default=None)
+    dst_enterprise: str | None = doc("Enterprise of the receiver.", default=None)
+    dst_zone: str | None = doc("Zone of the receiver.", default=None)
+    dst_role: str | None = doc("Asset role of the receiver, if known.", default=None)
     attrs: dict[str, Any] = doc(
-        "Protocol-specific fields (addresses, quantities, values …).", factory=dict
+        "Protocol-specific fields, documented in the decoder module's ATTRS table.", factory=dict
     )

@@ -56,6 +56,11 @@ from parkwatch.topology import load_topology
     help="Settings YAML (defaults < file < PARKWATCH_* env < flags).",
 )
 @click.option(
+    "--apps/--no-apps",
+    default=False,
+    help="Run the protocol decoders too: confirmed app_proto, sni and http_host on flows.",
+)
+@click.option(
     "--progress/--no-progress",
     default=None,
     help="Progress bar (default: on when stderr is a terminal).",
@@ -68,6 +73,7 @@ def flows_command(
     out: str,
     events_out: str | None,
     config: str | None,
+    apps: bool,
     progress: bool | None,
 ) -> None:
     """Read CAPTURES (pcap, pcapng, .gz, '-' for stdin) and print bidirectional flow records.
@@ -77,14 +83,8 @@ def flows_command(
     settings = load_settings(config, vantage=vantage, topology=Path(topology) if topology else None)
     topo = load_topology(settings.topology)
     topo.vantage(settings.vantage)  # an unknown vantage id is an error (named ids listed)
-    for path in captures:  # every file header is checked before any output is written
-        if path != "-" and not os.path.exists(path):
-            raise CaptureError("no such capture file", file=path)
-        if path != "-":
-            CaptureReader(path).close()  # raises CaptureFormatError for a non-capture
-    if list(captures).count("-") > 1:
-        raise CaptureError("standard input ('-') can be read only once")
-    pipeline = FlowPipeline(settings, topo)
+    check_captures(captures)
+    pipeline = FlowPipeline(settings, topo, apps="all" if apps else None)
     out_fh: IO[bytes] = sys.stdout.buffer if out == "-" else open(out, "wb")  # noqa: SIM115
     ev_fh: IO[bytes] | None = open(events_out, "wb") if events_out else None  # noqa: SIM115
     sink = SINKS.get(fmt)(out_fh)
@@ -109,6 +109,17 @@ def flows_command(
         if ev_fh is not None:
             ev_fh.close()
     click.echo(summary(stats), err=True)
+
+
+def check_captures(captures: tuple[str, ...] | list[str]) -> None:
+    """Check every capture's header before any output is written."""
+    for path in captures:
+        if path != "-" and not os.path.exists(path):
+            raise CaptureError("no such capture file", file=path)
+        if path != "-":
+            CaptureReader(path).close()  # raises CaptureFormatError for a non-capture
+    if list(captures).count("-") > 1:
+        raise CaptureError("standard input ('-') can be read only once")
 
 
 def _run_with_progress(
@@ -144,6 +155,7 @@ def summary(st: RunStats) -> str:
     """The one-line run summary."""
     return (
         f"parkwatch flows: {st.packets:,} packets ({st.ip:,} ip, {st.arp:,} arp, "
-        f"{st.other:,} other), {st.flows:,} flows, {st.weird + st.capture_weird:,} weird, "
+        f"{st.other:,} other), {st.flows:,} flows, "
+        f"{st.weird + st.capture_weird + st.app_weird:,} weird, "
         f"{st.seconds:.2f} s, {st.pps:,.0f} packets/s"
     )

@@ -175,6 +175,8 @@ class Emitter:
             "src_mac": smac,
             "dst_mac": dmac,
             "app_proto": self._app_protos(proto, dport),
+            "sni": np.full(n, None, dtype=object),
+            "http_host": np.full(n, None, dtype=object),
             "src_enterprise": src[1],
             "src_zone": src[2],
             "src_role": src[3],
@@ -229,6 +231,11 @@ class Emitter:
         return out
 
     def _uids(self, s: Slots, idx: np.ndarray) -> list[str]:
+        return [f"C{x:016x}" for x in s.uidh[idx].tolist()]
+
+    def uid_hashes(self, s: Slots, idx: np.ndarray) -> np.ndarray:
+        """The uid hashes of new flows in slots ``idx`` (key and first-packet time are set):
+        same vantage, flow and start time give the same uid."""
         h = self._seed ^ s.first_ts[idx].astype(np.uint64)
         ports = ((s.a_port[idx] << 32) | (s.b_port[idx] << 16) | s.proto[idx]).astype(np.uint64)
         for part in (
@@ -241,7 +248,7 @@ class Emitter:
         ):
             h = (h ^ part) * _M2
             h ^= h >> np.uint64(29)
-        return [f"C{x:016x}" for x in h.tolist()]
+        return h
 
     def _endpoints(self, ver: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
         """(4, n) object array: address text, enterprise, zone, role of each address.

@@ -103,6 +103,7 @@ class Packets:
         gid: np.ndarray,
     ) -> None:
         raw = d.raw
+        self.psel = psel  # batch row of each packet
         self.fwd, self.ver, self.cols, self.gstart, self.gid = fwd, ver, cols, gstart, gid
         self.proto = cols[6]
         self.ts = raw.ts_ns[psel].astype(np.int64)

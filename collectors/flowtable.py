@@ -55,11 +55,17 @@ class FlowTable:
         self._active = settings.per_protocol("active")
         self._linger = int(settings.tcp_close_linger * NS)
         self.now = -NEVER
+        self.packet_uids: np.ndarray | None = None  # set by add() when track_packets
+        self.packet_fwd: np.ndarray | None = None
+        self.track_packets = False
 
     # -- public -------------------------------------------------------------------------
     def add(self, d: Decoded) -> Columns[FlowRecord]:
         """Fold a decoded batch in; return flows that ended and can be released in order."""
         sel = np.nonzero(d.kind == KIND_IP)[0]
+        if self.track_packets:  # per packet: uid hash of its flow (0: none), A->B direction
+            self.packet_uids = np.zeros(len(d), dtype=np.uint64)
+            self.packet_fwd = np.zeros(len(d), dtype=bool)
         if len(sel):
             sel = self._fragments(d, sel)
         if len(sel):
@@ -196,6 +202,10 @@ class FlowTable:
             slot_of[new] = fresh
             self._init_slots(pk, fresh, seg_start[new])
         self._accumulate(pk, seg_start, slot_of)
+        if self.packet_uids is not None and self.packet_fwd is not None:  # for app decoding
+            seg_of = np.repeat(np.arange(len(seg_start)), np.diff(np.append(seg_start, len(gid))))
+            self.packet_uids[pk.psel] = s.uidh[slot_of[seg_of]]
+            self.packet_fwd[pk.psel] = pk.fwd
         last_seg = np.append(seg_g[1:] != seg_g[:-1], True)
         newest = np.nonzero(last_seg & is_new)[0]
         self._index(pk, seg_g[newest], slot_of[newest], exact)
@@ -286,6 +296,7 @@ class FlowTable:
         s.first_dir[idx] = np.where(fwd, 0, 1)
         s.first_frame[idx] = pk.frame[at]
         s.first_ts[idx] = pk.ts[at]
+        s.uidh[idx] = self.emit.uid_hashes(s, idx)
         src, dst = pk.src_mac[at], pk.dst_mac[at]
         s.mac_a[idx] = np.where(fwd, src, dst)
         s.mac_b[idx] = np.where(fwd, dst, src)

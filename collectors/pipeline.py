@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from collectors.apps.engine import AppEngine
 from collectors.decode import (
     KIND_ARP,
     KIND_IP,
@@ -30,6 +31,7 @@ from parkwatch.schema.columns import Columns
 from parkwatch.topology import Topology
 
 _ARP_OPS = {1: "who-has", 2: "is-at"}
+_SUMMARY = ("app_proto", "sni", "http_host")
 
 
 @dataclass
@@ -46,6 +48,7 @@ class RunStats:
     flows: int = 0
     evicted: int = 0
     seconds: float = 0.0
+    app_weird: int = 0
     weird_names: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -76,15 +79,30 @@ def layer_of(name: str) -> str:
 
 
 class FlowPipeline:
-    """Reads captures in order through one flow table (one vantage point)."""
+    """Reads captures in order through one flow table (one vantage point).
 
-    def __init__(self, settings: Settings, topology: Topology, vantage: str | None = None):
+    With ``apps`` (a set of protocol names, or ``"all"``), the application-layer engine
+    decodes the candidate packets of every batch into OT/IT events (emitted with the ARP events
+    and weirds) and confirms ``app_proto`` / fills ``sni`` and ``http_host`` on the flows.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        topology: Topology,
+        vantage: str | None = None,
+        apps: set[str] | str | None = None,
+    ):
         self.settings = settings
         self.vantage = vantage or settings.vantage
         self.topology = topology
         self.table = FlowTable(settings.flows, Emitter(self.vantage, topology))
         self.stats = RunStats()
         self._last_ts = 0  # capture time of the last packet read (stamps file-level weirds)
+        self.apps: AppEngine | None = None
+        if apps is not None:
+            self.apps = AppEngine(topology, self.vantage, None if apps == "all" else set(apps))
+            self.table.track_packets = True
 
     def run(
         self,
@@ -101,10 +119,14 @@ class FlowPipeline:
             st.captures += 1
             with CaptureReader(path, batch_bytes=self.settings.flows.batch_bytes) as reader:
                 seen_weirds = 0
+                if self.apps is not None:
+                    self.apps.file = reader.name
                 for raw in reader.batches():
                     d = decode(raw)
                     ended = self.table.add(d)  # may turn orphan fragments into weirds
                     self._facts(d, reader.name, emit)
+                    if self.apps is not None:
+                        ended = self._decode_apps(d, ended, emit)
                     if len(ended):
                         flows(ended)
                     seen_weirds = self._capture_weirds(reader, seen_weirds, emit)
@@ -112,12 +134,45 @@ class FlowPipeline:
                         progress(len(raw), reader.consumed)
                 self._capture_weirds(reader, seen_weirds, emit)
         ended = self.table.flush()
+        if self.apps is not None:
+            ended = self._annotate(ended)
         if len(ended):
             flows(ended)
         st.flows = self.table.stats.flows
         st.evicted = self.table.stats.evicted
         st.seconds = time.perf_counter() - t0
         return st
+
+    def _decode_apps(
+        self, d: Decoded, ended: Columns[FlowRecord], emit: Callable[[Record], None]
+    ) -> Columns[FlowRecord]:
+        apps = self.apps
+        assert apps is not None and self.table.packet_uids is not None
+        assert self.table.packet_fwd is not None
+        apps.process(d, self.table.packet_uids, self.table.packet_fwd, emit)
+        for w in apps.take_weirds():
+            names = self.stats.weird_names
+            names[w.name] = names.get(w.name, 0) + 1
+            self.stats.app_weird += 1
+            emit(w)
+        return self._annotate(ended)
+
+    def _annotate(self, ended: Columns[FlowRecord]) -> Columns[FlowRecord]:
+        """Copy the decoders' summary fields onto ended flows and forget their app state."""
+        apps = self.apps
+        if apps is None or not len(ended):
+            return ended
+        hashes = [int(u[1:], 16) for u in ended["uid"].tolist()]
+        got = apps.finish(hashes)
+        if got:
+            cols = {k: v.copy() for k, v in ended.data.items() if k in _SUMMARY}
+            for row, h in enumerate(hashes):
+                fields = got.get(h)
+                if fields:
+                    for key, value in fields.items():
+                        cols[key][row] = value
+            ended = Columns(FlowRecord, {**ended.data, **cols})
+        return ended
 
     def _facts(self, d: Decoded, file: str, emit: Callable[[Record], None]) -> None:
         st = self.stats

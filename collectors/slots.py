@@ -14,7 +14,7 @@ LETTERS = "SHADFRQI"
 NL = len(LETTERS)
 NEVER = np.iinfo(np.int64).max
 
-KEY_U64 = ("a_hi", "a_lo", "b_hi", "b_lo", "h")
+KEY_U64 = ("a_hi", "a_lo", "b_hi", "b_lo", "h", "uidh")
 KEY_I64 = ("a_port", "b_port", "proto", "vlan", "vlan_inner")
 STATIC_I64 = ("ver", "first_dir", "first_frame")
 STATIC_U64 = ("mac_a", "mac_b")
@@ -25,6 +25,7 @@ class Slots:
     """Growable struct-of-arrays; ``active[i]`` tells whether slot i holds a flow."""
 
     h: np.ndarray  # uint64 hash of the key (the flow index's key)
+    uidh: np.ndarray  # uint64 flow uid hash, fixed when the flow starts ('C%016x' is its uid)
     a_hi: np.ndarray  # uint64 halves of endpoint A's address (IPv4 as ::ffff:a.b.c.d)
     a_lo: np.ndarray
     b_hi: np.ndarray

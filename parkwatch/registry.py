@@ -67,7 +67,9 @@ PORT_BINDINGS: Registry[str] = Registry("port binding")
 
 def bind_port(app_proto: str, transport: str, port: int) -> None:
     """Bind ``app_proto`` to ``transport`` (``tcp``/``udp``) ``port``."""
-    PORT_BINDINGS.register(f"{transport}/{port}", app_proto)
+    key = f"{transport}/{port}"
+    if PORT_BINDINGS.find(key) != app_proto:  # binding the same name twice is harmless
+        PORT_BINDINGS.register(key, app_proto)
 
 
 def app_proto_for(ip_proto: int, port: int) -> str | None:

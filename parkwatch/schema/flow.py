@@ -1,4 +1,5 @@
-"""Flow records: one bidirectional conversation as a collector saw it (schema ``parkwatch.flow/1``).
+"""Flow records: one bidirectional conversation as a collector saw it (schema ``parkwatch.flow/2``;
+version 2 added ``sni`` and ``http_host``).
 
 Conventions (Zeek's conn.log is the model):
 - the *originator* is the host that sent the first SYN (TCP), or the first packet's sender,
@@ -49,7 +50,7 @@ class FlowRecord(Record):
     """One bidirectional flow between two endpoints, as seen at one vantage point."""
 
     SCHEMA = "parkwatch.flow"
-    VERSION = 1
+    VERSION = 2
 
     uid: str = doc("Stable flow id: same capture, vantage and flow give the same uid.", safe=True)
     start: int = doc("Time of the first packet (ns since epoch; RFC 3339 UTC in JSON).", ts=True)
@@ -93,8 +94,11 @@ class FlowRecord(Record):
     )
     dst_mac: str | None = doc("Responder-side MAC of the first packet.", default=None)
     app_proto: str | None = doc(
-        "Application protocol: by responder port binding until a decoder confirms.", default=None
+        "Application protocol: confirmed by a decoder when decoding ran, else by port binding.",
+        default=None,
     )
+    sni: str | None = doc("TLS server name of the first ClientHello (decoders on).", default=None)
+    http_host: str | None = doc("Host header of the first HTTP request (decoders on).", default=None)
     src_enterprise: str | None = doc(
         "Enterprise id of the originator from the park topology.", default=None
     )

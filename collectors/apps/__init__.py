@@ -1,0 +1,26 @@
+"""Application-protocol decoders (one module per protocol) and the engine that drives them.
+
+Importing this package imports every decoder module in it, so each registers itself
+(:func:`collectors.apps.base.register`) — adding a protocol touches no central file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from collectors.apps.base import APP_DECODERS, AppDecoder, DecodeError, Msg, register
+
+_SKIP = {"base", "engine", "streams", "cli"}
+
+
+def load_all() -> None:
+    """Import every decoder module of this package (idempotent)."""
+    for mod in pkgutil.iter_modules(__path__):
+        if mod.name not in _SKIP and not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+load_all()
+
+__all__ = ["APP_DECODERS", "AppDecoder", "DecodeError", "Msg", "load_all", "register"]

@@ -1,0 +1,457 @@
+"""The application-layer engine: candidate packets in, OT/IT events out.
+
+Per decoded batch, only *candidate* packets reach per-packet work: TCP/UDP packets of flows
+whose client or server port is bound to a decoder, plus the first payload packets of unbound
+flows (content probing, at most ``PROBE_PACKETS`` per flow). Everything else is left to the
+vectorised flow table. Per flow the engine keeps one decoder instance, two TCP
+:class:`~collectors.apps.streams.Stream` objects, the request queue for linking responses, and
+the summary fields copied onto the flow record (confirmed ``app_proto``, TLS SNI, HTTP host).
+
+Nothing raises out: a :class:`DecodeError` (or any exception a decoder lets escape) becomes a
+weird with the protocol as its layer, the direction's buffer is dropped, and a flow with more
+than ``MAX_ERRORS`` errors is no longer decoded (counted once more).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from collectors.apps import APP_DECODERS
+from collectors.apps.base import AppDecoder, DecodeError, Msg
+from collectors.apps.streams import Stream
+from collectors.communityid import community_id
+from collectors.decode import FRAG_LATER, KIND_IP, Decoded
+from parkwatch.schema import OtEvent, Weird
+from parkwatch.topology import Topology
+
+SYN, FIN, RST, ACK = 2, 1, 4, 16
+PROBE_PACKETS = 4
+MAX_ERRORS = 8
+MAX_PENDING = 4096
+
+
+def _port_table() -> tuple[np.ndarray, list[type[AppDecoder]]]:
+    """(2, 65536) table: decoder index + 1 bound to each TCP (row 0) / UDP (row 1) port."""
+    decoders = [cls for _, cls in APP_DECODERS.items()]
+    table = np.zeros((2, 65536), dtype=np.int16)
+    for i, cls in enumerate(decoders):
+        for row, ports in ((0, cls.tcp_ports), (1, cls.udp_ports)):
+            for p in ports:
+                if not table[row, p]:
+                    table[row, p] = i + 1
+    return table, decoders
+
+
+@dataclass
+class AppFlow:
+    """Application state of one flow."""
+
+    decoder: AppDecoder | None
+    client_is_a: bool | None  # True: the canonical A endpoint is the client
+    cid: str
+    uid: str
+    streams: tuple[Stream, Stream] = field(default_factory=lambda: (Stream(), Stream()))
+    pending: dict[Hashable, deque[str]] = field(default_factory=dict)
+    fifo: deque[str] = field(default_factory=deque)
+    count: int = 0
+    errors: int = 0
+    probes: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AppStats:
+    candidates: int = 0
+    events: int = 0
+    weird: int = 0
+    gaps: int = 0
+    by_protocol: dict[str, int] = field(default_factory=dict)
+
+
+class AppEngine:
+    """Application decoding for one vantage point."""
+
+    def __init__(
+        self, topology: Topology, vantage: str, protocols: set[str] | None = None
+    ) -> None:
+        self.topology = topology
+        self.vantage = vantage
+        self.table, self.decoders = _port_table()
+        if protocols is not None:
+            keep = np.array([0] + [cls.name in protocols for cls in self.decoders], dtype=bool)
+            self.table = np.where(keep[self.table], self.table, 0).astype(np.int16)
+        self.probers = [c for c in self.decoders if protocols is None or c.name in protocols]
+        self.flows: dict[int, AppFlow | None] = {}  # None: unbound flow, probing failed
+        self.stats = AppStats()
+        self._ep: dict[tuple[int, int, int], tuple[str, Any]] = {}
+        self.file: str | None = None  # capture being read (for weirds)
+        self.weirds: list[Weird] = []
+
+    # -- per batch --------------------------------------------------------------------------
+    def process(
+        self,
+        d: Decoded,
+        uids: np.ndarray,
+        fwd: np.ndarray,
+        emit: Callable[[OtEvent | Weird], None],
+    ) -> None:
+        """Decode the candidate packets of batch ``d`` (``uids``/``fwd`` from the flow table)."""
+        proto = d.proto
+        ok = (d.kind == KIND_IP) & (uids != 0) & ((proto == 6) | (proto == 17))
+        ok &= d.frag != FRAG_LATER
+        if not ok.any():
+            return
+        row = (proto == 17).astype(np.int64)
+        bound = np.maximum(self.table[row, d.sport & 0xFFFF], self.table[row, d.dport & 0xFFFF])
+        tcpctl = (proto == 6) & ((d.flags & (SYN | FIN | RST)) != 0)
+        has_data = d.payload > 0
+        cand = ok & (bound > 0) & (has_data | tcpctl)
+        unbound = ok & (bound == 0) & has_data
+        if unbound.any():
+            cand |= unbound & self._probing(uids, unbound)
+        idx = np.flatnonzero(cand)
+        if not len(idx):
+            return
+        self.stats.candidates += len(idx)
+        raw = d.raw
+        l4 = d.l4[idx]
+        u8 = np.frombuffer(raw.buf, dtype=np.uint8)
+        end = raw.data_off[idx].astype(np.int64) + raw.caplen[idx]
+        is_tcp = proto[idx] == 6
+        tcp_at = np.where(is_tcp, l4, 0)
+        doff = np.where(is_tcp, (u8[np.minimum(tcp_at + 12, len(u8) - 1)] >> 4) * 4, 8)
+        poff = l4 + doff
+        avail = np.clip(np.minimum(d.payload[idx], end - poff), 0, None)
+        seq = np.zeros(len(idx), dtype=np.int64)
+        if is_tcp.any():
+            t = np.flatnonzero(is_tcp)
+            a = tcp_at[t] + 4
+            seq[t] = (
+                (u8[a].astype(np.int64) << 24)
+                | (u8[a + 1].astype(np.int64) << 16)
+                | (u8[a + 2].astype(np.int64) << 8)
+                | u8[a + 3]
+            )
+        mv = memoryview(raw.buf)
+        cols = zip(
+            idx.tolist(),
+            uids[idx].tolist(),
+            fwd[idx].tolist(),
+            bound[idx].tolist(),
+            is_tcp.tolist(),
+            poff.tolist(),
+            avail.tolist(),
+            d.payload[idx].tolist(),
+            seq.tolist(),
+            strict=True,
+        )
+        for i, uid, a_to_b, dec_i, tcp, off, n, wire_n, sq in cols:
+            st = self.flows.get(uid)
+            if st is None:
+                st = self._new_flow(d, i, uid, a_to_b, dec_i, bool(tcp))
+                if st is None:
+                    continue
+            if st.decoder is None:
+                continue
+            data = bytes(mv[off : off + n])
+            if n < wire_n:
+                self._weird(d, i, st, "truncated_payload", f"{n} of {wire_n} payload bytes")
+                if tcp:  # the stream has a hole now
+                    st.streams[0 if a_to_b else 1].reset()
+                    continue
+            if tcp:
+                self._tcp(d, i, st, a_to_b, int(d.flags[i]), sq, data, emit)
+            elif data:
+                self._udp(d, i, st, a_to_b, data, emit)
+
+    def _probing(self, uids: np.ndarray, unbound: np.ndarray) -> np.ndarray:
+        """Mask of unbound packets still worth probing (flow unknown or still probing)."""
+        uu = np.unique(uids[unbound])
+        flows = self.flows
+        keep = [u for u in uu.tolist() if u not in flows or flows[u] is not None]
+        if not keep:
+            return np.zeros(len(uids), dtype=bool)
+        return np.isin(uids, np.array(keep, dtype=np.uint64))
+
+    # -- flow state ---------------------------------------------------------------------------
+    def _new_flow(
+        self, d: Decoded, i: int, uid: int, a_to_b: bool, dec_i: int, tcp: bool
+    ) -> AppFlow | None:
+        sp, dp = int(d.sport[i]), int(d.dport[i])
+        cid = community_id(_packed(d, i, "src"), _packed(d, i, "dst"), int(d.proto[i]), sp, dp)
+        flow = AppFlow(None, None, cid, f"C{uid:016x}")
+        if dec_i:
+            cls = self.decoders[dec_i - 1]
+            flow.decoder = cls()
+            row = 1 if not tcp else 0
+            server_is_dst = self.table[row, dp] == dec_i
+            flow.client_is_a = a_to_b if server_is_dst else not a_to_b
+            if tcp and int(d.flags[i]) & (SYN | ACK) == SYN:
+                flow.client_is_a = a_to_b
+        else:  # unbound: the first payload sender is taken as the client, then probe
+            flow.client_is_a = a_to_b
+            self.flows[uid] = flow
+            return self._probe(d, i, flow, uid)
+        self.flows[uid] = flow
+        return flow
+
+    def _probe(self, d: Decoded, i: int, flow: AppFlow, uid: int) -> AppFlow | None:
+        raw = d.raw
+        off = int(d.l4[i]) + (
+            (raw.buf[int(d.l4[i]) + 12] >> 4) * 4 if int(d.proto[i]) == 6 else 8
+        )
+        n = max(0, min(int(d.payload[i]), int(raw.data_off[i]) + int(raw.caplen[i]) - off))
+        data = bytes(memoryview(raw.buf)[off : off + n])
+        from_client = True
+        for cls in self.probers:
+            try:
+                hit = cls.probe(data, from_client)
+            except Exception:  # a probe must not break the engine
+                hit = False
+            if hit:
+                flow.decoder = cls()
+                return flow
+        flow.probes += 1
+        if flow.probes >= PROBE_PACKETS:
+            self.flows[uid] = None
+        return flow
+
+    def _tcp(
+        self,
+        d: Decoded,
+        i: int,
+        st: AppFlow,
+        a_to_b: bool,
+        flags: int,
+        seq: int,
+        data: bytes,
+        emit: Callable[[OtEvent | Weird], None],
+    ) -> None:
+        stream = st.streams[0 if a_to_b else 1]
+        if flags & SYN:
+            stream.syn(seq)
+            if not flags & ACK:
+                st.client_is_a = a_to_b
+        if not data or stream.dead:
+            return
+        if not stream.feed(seq, data):
+            self.stats.gaps += 1
+            self._weird(d, i, st, "tcp_content_gap", "missing bytes, stream resynchronised")
+        from_client = a_to_b == st.client_is_a
+        dec = st.decoder
+        assert dec is not None
+        while stream.buf:
+            try:
+                used, msgs = dec.parse(bytes(stream.buf), from_client)
+            except Exception as exc:
+                self._decode_error(d, i, st, exc)
+                stream.reset()
+                return
+            if used <= 0 and not msgs:
+                if len(stream.buf) > dec.max_buffer:
+                    self._weird(d, i, st, "pdu_too_large", f"{len(stream.buf)} bytes unparsed")
+                    stream.reset()
+                break
+            stream.consume(max(used, 0))
+            for m in msgs:
+                self._event(d, i, st, a_to_b, m, emit)
+            if used <= 0:
+                break
+
+    def _udp(
+        self,
+        d: Decoded,
+        i: int,
+        st: AppFlow,
+        a_to_b: bool,
+        data: bytes,
+        emit: Callable[[OtEvent | Weird], None],
+    ) -> None:
+        dec = st.decoder
+        assert dec is not None
+        try:
+            msgs = dec.datagram(data, a_to_b == st.client_is_a)
+        except Exception as exc:
+            self._decode_error(d, i, st, exc)
+            return
+        for m in msgs:
+            self._event(d, i, st, a_to_b, m, emit)
+
+    def _decode_error(self, d: Decoded, i: int, st: AppFlow, exc: Exception) -> None:
+        if isinstance(exc, DecodeError):
+            name, detail = exc.reason, exc.detail
+        else:
+            name, detail = "decoder_exception", f"{type(exc).__name__}: {exc}"
+        st.errors += 1
+        self._weird(d, i, st, name, detail)
+        if st.errors >= MAX_ERRORS:
+            self._weird(d, i, st, "too_many_decode_errors", f"{st.errors} errors: flow dropped")
+            for s in st.streams:
+                s.dead = True
+            st.decoder = None
+
+    # -- output -------------------------------------------------------------------------------
+    def _event(
+        self,
+        d: Decoded,
+        i: int,
+        st: AppFlow,
+        a_to_b: bool,
+        m: Msg,
+        emit: Callable[[OtEvent | Weird], None],
+    ) -> None:
+        dec = st.decoder
+        assert dec is not None
+        st.count += 1
+        uid = f"{st.uid}.{st.count}"
+        request_uid = None
+        if m.link:
+            if m.direction == "request":
+                q = st.pending.setdefault(m.match, deque()) if m.match is not None else st.fifo
+                if len(q) < MAX_PENDING:
+                    q.append(uid)
+            elif m.direction == "response":
+                q2 = st.pending.get(m.match) if m.match is not None else st.fifo
+                if q2:
+                    request_uid = q2.popleft()
+        src, s_ep = self._endpoint(d, i, "src")
+        dst, d_ep = self._endpoint(d, i, "dst")
+        summary = st.summary
+        summary.setdefault("app_proto", dec.name)
+        for key, dest in (("sni", "sni"), ("host", "http_host")):
+            if key in m.attrs and dest not in summary and m.direction == "request":
+                summary[dest] = m.attrs[key]
+        ev = OtEvent(
+            uid=uid,
+            ts=int(d.raw.ts_ns[i]),
+            protocol=dec.name,
+            direction=m.direction,
+            src_ip=src,
+            src_port=int(d.sport[i]),
+            dst_ip=dst,
+            dst_port=int(d.dport[i]),
+            community_id=st.cid,
+            flow_uid=st.uid,
+            vantage=self.vantage,
+            unit=m.unit,
+            function_code=m.function_code,
+            function_name=m.function_name,
+            exception_code=m.exception_code,
+            request_uid=request_uid,
+            address=m.address,
+            quantity=m.quantity,
+            values=m.values,
+            data_area=m.data_area,
+            src_enterprise=s_ep.enterprise,
+            src_zone=s_ep.zone,
+            src_role=s_ep.role,
+            dst_enterprise=d_ep.enterprise,
+            dst_zone=d_ep.zone,
+            dst_role=d_ep.role,
+            attrs=m.attrs,
+        )
+        self.stats.events += 1
+        by = self.stats.by_protocol
+        by[dec.name] = by.get(dec.name, 0) + 1
+        emit(ev)
+
+    def _weird(self, d: Decoded, i: int, st: AppFlow, name: str, detail: str) -> None:
+        self.stats.weird += 1
+        layer = st.decoder.name if st.decoder is not None else "app"
+        self.weirds.append(
+            Weird(
+                int(d.raw.ts_ns[i]),
+                name,
+                layer,
+                f"{detail} (flow {st.uid})",
+                self.file,
+                d.raw.first_frame + i,
+                self.vantage,
+            )
+        )
+
+    def take_weirds(self) -> list[Weird]:
+        out, self.weirds = self.weirds, []
+        return out
+
+    def _endpoint(self, d: Decoded, i: int, side: str) -> tuple[str, Any]:
+        ver = int(d.ver[i])
+        hi = int(getattr(d, side + "_hi")[i])
+        lo = int(getattr(d, side + "_lo")[i])
+        key = (ver, hi, lo)
+        got = self._ep.get(key)
+        if got is None:
+            if ver == 4:
+                text = socket.inet_ntoa((lo & 0xFFFFFFFF).to_bytes(4, "big"))
+                ep = self.topology.lookup_int(4, lo & 0xFFFFFFFF)
+            else:
+                text = socket.inet_ntop(
+                    socket.AF_INET6, hi.to_bytes(8, "big") + lo.to_bytes(8, "big")
+                )
+                ep = self.topology.lookup_int(6, (hi << 64) | lo)
+            if len(self._ep) > 100_000:
+                self._ep.clear()
+            got = self._ep[key] = (text, ep)
+        return got
+
+    # -- flow ends ------------------------------------------------------------------------------
+    def finish(self, uid_hashes: list[int]) -> dict[int, dict[str, Any]]:
+        """Forget ended flows; return their summaries (uid hash -> fields for the flow record)."""
+        out: dict[int, dict[str, Any]] = {}
+        flows = self.flows
+        for u in uid_hashes:
+            st = flows.pop(u, None)
+            if st is not None and st.summary:
+                out[u] = st.summary
+        return out
+
+
+def _packed(d: Decoded, i: int, side: str) -> bytes:
+    hi = int(getattr(d, side + "_hi")[i])
+    lo = int(getattr(d, side + "_lo")[i])
+    if int(d.ver[i]) == 4:
+        return (lo & 0xFFFFFFFF).to_bytes(4, "big")
+    return hi.to_bytes(8, "big") + lo.to_bytes(8, "big")
+
+
+@dataclass
+class CaptureEvents:
+    """What :func:`decode_capture` found: events and weirds in emission order, and flows."""
+
+    events: list[OtEvent] = field(default_factory=list)
+    weirds: list[Weird] = field(default_factory=list)
+    flows: list[Any] = field(default_factory=list)
+
+
+def decode_capture(
+    path: str | Any,
+    topology: Topology | None = None,
+    protocols: set[str] | None = None,
+    vantage: str | None = None,
+) -> CaptureEvents:
+    """Run the flow pipeline with every decoder (or ``protocols``) over one capture."""
+    from collectors.pipeline import FlowPipeline  # the pipeline imports this module
+    from parkwatch.config import load_settings
+    from parkwatch.topology import default_topology
+
+    out = CaptureEvents()
+    pipe = FlowPipeline(
+        load_settings(vantage=vantage),
+        topology or default_topology(),
+        apps=protocols if protocols is not None else "all",
+    )
+
+    def emit(rec: Any) -> None:
+        if isinstance(rec, OtEvent):
+            out.events.append(rec)
+        elif isinstance(rec, Weird):
+            out.weirds.append(rec)
+
+    pipe.run([str(path)], emit, lambda cols: out.flows.extend(cols.records()))
+    return out

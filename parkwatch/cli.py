@@ -17,21 +17,23 @@ from parkwatch.errors import ParkWatchError
 
 
 class _Group(click.Group):
-    def _load(self) -> None:
-        if getattr(self, "_loaded", False):
-            return
-        self._loaded = True
-        for ep in entry_points(group="parkwatch.commands"):
-            if ep.name not in self.commands:
-                self.add_command(ep.load(), ep.name)
+    """Commands from entry points, imported only when that command runs (a slow or broken
+    stage never slows down or breaks the others)."""
+
+    def _eps(self) -> dict[str, object]:
+        return {ep.name: ep for ep in entry_points(group="parkwatch.commands")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._load()
-        return super().list_commands(ctx)
+        return sorted(set(super().list_commands(ctx)) | set(self._eps()))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        self._load()
-        return super().get_command(ctx, cmd_name)
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is None:
+            ep = self._eps().get(cmd_name)
+            if ep is not None:
+                cmd = ep.load()  # type: ignore[attr-defined]
+                self.add_command(cmd, cmd_name)
+        return cmd
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -77,9 +77,7 @@ class AppStats:
 class AppEngine:
     """Application decoding for one vantage point."""
 
-    def __init__(
-        self, topology: Topology, vantage: str, protocols: set[str] | None = None
-    ) -> None:
+    def __init__(self, topology: Topology, vantage: str, protocols: set[str] | None = None) -> None:
         self.topology = topology
         self.vantage = vantage
         self.table, self.decoders = _port_table()
@@ -203,9 +201,7 @@ class AppEngine:
 
     def _probe(self, d: Decoded, i: int, flow: AppFlow, uid: int) -> AppFlow | None:
         raw = d.raw
-        off = int(d.l4[i]) + (
-            (raw.buf[int(d.l4[i]) + 12] >> 4) * 4 if int(d.proto[i]) == 6 else 8
-        )
+        off = int(d.l4[i]) + ((raw.buf[int(d.l4[i]) + 12] >> 4) * 4 if int(d.proto[i]) == 6 else 8)
         n = max(0, min(int(d.payload[i]), int(raw.data_off[i]) + int(raw.caplen[i]) - off))
         data = bytes(memoryview(raw.buf)[off : off + n])
         from_client = True

@@ -114,3 +114,4 @@ class Incident(Record):
         "When an operator acknowledged it (RFC 3339 in JSON).", ts=True, default=None
     )
     resolved_at: int | None = doc("When it was resolved (RFC 3339 in JSON).", ts=True, default=None)
+    source: str | None = doc("Capture the evidence came from (replay), None when live.", default=None)

@@ -1,0 +1,1 @@
+"""Correlator: alerts -> incidents and campaigns, defended verdicts, scoring and replay."""

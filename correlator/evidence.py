@@ -1,0 +1,156 @@
+"""Evidence for the defended verdict, gathered from the facts that follow an alert.
+
+An alert names the facts it fired on (event and flow uids) and copies their key fields into
+``evidence``. What decides whether the attack worked usually comes *later*: the PLC's response
+to the write, the server's reply to the login, the flow record at connection end. The
+:class:`EvidenceBook` watches the uids alerts named and keeps only the facts about them (bounded
+memory), plus successful logins per (client, server) for brute-force verdicts.
+
+Verdict rules (one function per family; first rule that applies wins, and its reason is kept):
+- defended (True): no working exchange (no SYN-ACK / reply: S0, REJ, RSTOS0, SH, ICMP
+  unreachable), the target refused (Modbus exception, DNP3 IIN error bits, S7 error class,
+  CIP status, failed logins, HTTP 401/403), or seen at the park boundary but never at the
+  target enterprise's boundary although that vantage was watching;
+- not defended (False): a response that accepted the request, a successful login, a session
+  with payload in both directions, data flowing back to the attacker;
+- None: not enough evidence either way.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from parkwatch.schema import Alert, FlowRecord, OtEvent
+
+NO_EXCHANGE = {"S0", "REJ", "RSTOS0", "SH", "OTH"}
+LIMIT = 200_000
+
+
+@dataclass
+class Facts:
+    """What is known about the facts behind one incident."""
+
+    responses: list[tuple[int | None, dict[str, Any]]] = field(default_factory=list)
+    flows: list[dict[str, Any]] = field(default_factory=list)
+    alert_evidence: list[dict[str, Any]] = field(default_factory=list)
+    login_success: bool = False
+    vantages: set[str] = field(default_factory=set)
+
+
+class EvidenceBook:
+    """Facts about watched uids (bounded, oldest forgotten first)."""
+
+    def __init__(self) -> None:
+        self.watch_events: OrderedDict[str, None] = OrderedDict()
+        self.watch_flows: OrderedDict[str, None] = OrderedDict()
+        self.responses: dict[str, list[tuple[int | None, dict[str, Any]]]] = {}
+        self.flows: dict[str, dict[str, Any]] = {}
+        self.logins: dict[tuple[str, str], int] = {}
+        self.vantages_seen: set[str] = set()
+
+    def _bound(self, od: OrderedDict[str, None]) -> None:
+        while len(od) > LIMIT:
+            old, _ = od.popitem(last=False)
+            self.responses.pop(old, None)
+            self.flows.pop(old, None)
+
+    def watch(self, alert: Alert) -> None:
+        for u in alert.event_uids:
+            self.watch_events[u] = None
+        for u in alert.flow_uids:
+            self.watch_flows[u] = None
+        self._bound(self.watch_events)
+        self._bound(self.watch_flows)
+
+    def observe(self, rec: Any) -> None:
+        """Feed every fact (flows and events) after the detectors saw it."""
+        if isinstance(rec, OtEvent):
+            if rec.vantage:
+                self.vantages_seen.add(rec.vantage)
+            req = rec.request_uid
+            if rec.direction == "response" and req is not None and req in self.watch_events:
+                status = rec.attrs.get("status")
+                self.responses.setdefault(req, []).append(
+                    (rec.exception_code, {"status": status, "login": rec.attrs.get("login")})
+                )
+            if rec.attrs.get("login") == "success":  # server -> client reply
+                self.logins[(rec.dst_ip, rec.src_ip)] = rec.ts
+        elif isinstance(rec, FlowRecord):
+            self.vantages_seen.add(rec.vantage)
+            if rec.uid in self.watch_flows:
+                self.flows[rec.uid] = {
+                    "conn_state": rec.conn_state,
+                    "history": rec.history,
+                    "orig_payload_bytes": rec.orig_payload_bytes,
+                    "resp_payload_bytes": rec.resp_payload_bytes,
+                    "vantage": rec.vantage,
+                }
+
+    def facts(self, alerts: list[Alert]) -> Facts:
+        f = Facts()
+        for a in alerts:
+            f.alert_evidence.append(a.evidence)
+            if a.vantage:
+                f.vantages.add(a.vantage)
+            for u in a.event_uids:
+                f.responses += self.responses.get(u, [])
+            for u in a.flow_uids:
+                if u in self.flows:
+                    f.flows.append(self.flows[u])
+            for att in a.attackers:
+                for tgt in a.targets:
+                    if (att, tgt) in self.logins:
+                        f.login_success = True
+        return f
+
+
+def verdict(category: str, f: Facts) -> tuple[bool | None, str]:
+    """(defended, why) for an incident of ``category`` with facts ``f``."""
+    ev = f.alert_evidence
+    logins = [e.get("login") for e in ev if e.get("login")]
+    if category == "brute_force" or logins:
+        if f.login_success or "success" in logins:
+            return False, "a login succeeded"
+        if logins and all(x == "failure" for x in logins):
+            return True, f"{len(logins)} failed logins, none succeeded"
+    refused = [r for r in f.responses if r[0] is not None]
+    accepted = [r for r in f.responses if r[0] is None]
+    statuses: list[int] = []
+    for r in f.responses:
+        try:
+            statuses.append(int(r[1]["status"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    if statuses and all(s in (401, 403) for s in statuses):
+        return True, f"every response refused with HTTP {sorted(set(statuses))}"
+    if statuses and any(200 <= s < 300 for s in statuses) and category == "exploit":
+        return False, "the server answered the exploit request with HTTP 2xx"
+    if accepted and category not in ("dos",):
+        return False, f"{len(accepted)} request(s) answered without error"
+    if refused and not accepted:
+        codes = sorted({r[0] for r in refused if r[0] is not None})
+        return True, f"every answered request was refused (codes {codes})"
+    ex_codes = [int(e["exception_code"]) for e in ev if e.get("exception_code") is not None]
+    if ex_codes and category not in ("dos",):
+        return True, f"the target answered with error codes {sorted(set(ex_codes))}"
+    states = [x.get("conn_state") for x in (*f.flows, *ev) if x.get("conn_state")]
+    if states:
+        if all(s in NO_EXCHANGE for s in states) and not any(
+            "h" in str(x.get("history", "")).lower() and x.get("resp_payload_bytes", 0)
+            for x in (*f.flows, *ev)
+        ):
+            answered = [s for s in states if s == "REJ"]
+            why = "no connection was ever established"
+            return True, why + (f" ({len(answered)} rejected)" if answered else "")
+        both = [
+            x
+            for x in (*f.flows, *ev)
+            if x.get("orig_payload_bytes", 0) and x.get("resp_payload_bytes", 0)
+        ]
+        if both and category in ("c2", "exfiltration", "lateral_movement", "exploit"):
+            return False, "sessions with payload in both directions"
+        if category in ("recon_scan",) and any(s not in NO_EXCHANGE for s in states):
+            return False, "the target answered (open ports or services found)"
+    return None, "not enough evidence either way"

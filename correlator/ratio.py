@@ -1,0 +1,47 @@
+"""The defended-attack ratio (AII park indicator 10): defended attacks / all attacks.
+
+Counted over attack incidents with a verdict; incidents without one (``defended`` is None) are
+reported beside the ratio as ``unknown`` and never counted as either. Reported park-wide and
+per enterprise, category and period (UTC day by default).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from parkwatch.schema import Incident
+
+DAY = 86_400 * 1_000_000_000
+
+
+def _cell() -> dict[str, int]:
+    return {"attacks": 0, "defended": 0, "succeeded": 0, "unknown": 0}
+
+
+def _finish(c: dict[str, int]) -> dict[str, Any]:
+    known = c["defended"] + c["succeeded"]
+    return {**c, "ratio": round(c["defended"] / known, 4) if known else None}
+
+
+def defended_ratio(incidents: Iterable[Incident], period_ns: int = DAY) -> dict[str, Any]:
+    """Park-wide, per enterprise, per category and per period counts and ratios."""
+    total = _cell()
+    by: dict[str, dict[str, dict[str, int]]] = {"enterprise": {}, "category": {}, "period": {}}
+    for inc in incidents:
+        verdict = "unknown" if inc.defended is None else "defended" if inc.defended else "succeeded"
+        start = inc.first_seen - inc.first_seen % period_ns
+        period = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start // 1_000_000_000))
+        keys = {
+            "enterprise": list(inc.enterprises) or ["(none)"],
+            "category": [inc.category],
+            "period": [period],
+        }
+        for cell in [total] + [by[g].setdefault(k, _cell()) for g, ks in keys.items() for k in ks]:
+            cell["attacks"] += 1
+            cell[verdict] += 1
+    return {
+        "park": _finish(total),
+        **{g: {k: _finish(v) for k, v in sorted(cells.items())} for g, cells in by.items()},
+    }

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -141,28 +141,43 @@ class ElasticSink:
     def alias(self, kind: str) -> str:
         return f"{self.prefix}-{kind}"
 
-    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        """Run one cluster call, retrying 429/5xx/connection errors with backoff."""
+    def _try(self, what: str, fn: Callable[[], Any], last: bool) -> Any:
+        """One cluster call: its answer, or None after a retryable failure (429/5xx,
+        connection); a StoreError for other refusals and for the last try."""
+        try:
+            return fn()
+        except ApiError as exc:
+            if exc.status_code not in RETRY_STATUS or last:
+                raise StoreError(
+                    f"Elasticsearch refused {what}: {exc.status_code} {exc.message}"
+                    f" ({_reason(exc.body)})",
+                    hint="check the cluster's answer above and the index templates",
+                ) from exc
+        except (TransportConnectionError, ConnectionTimeout) as exc:
+            if last:
+                raise StoreError(
+                    f"Elasticsearch unreachable for {what} after {self.max_retries + 1} "
+                    f"tries: {exc}",
+                    hint="check the Elasticsearch URL and that the cluster is up",
+                ) from exc
+        return None
+
+    def _backoff(self) -> Iterator[bool]:
+        """Yields once per try (True on the last), sleeping with exponential backoff between."""
         delay = self.initial_backoff
         for attempt in range(self.max_retries + 1):
-            try:
-                return fn()
-            except ApiError as exc:
-                if exc.status_code not in RETRY_STATUS or attempt == self.max_retries:
-                    raise StoreError(
-                        f"Elasticsearch refused {what}: {exc.status_code} {exc.message}"
-                        f" ({_reason(exc.body)})",
-                        hint="check the cluster's answer above and the index templates",
-                    ) from exc
-            except (TransportConnectionError, ConnectionTimeout) as exc:
-                if attempt == self.max_retries:
-                    raise StoreError(
-                        f"Elasticsearch unreachable for {what} after {attempt + 1} tries: {exc}",
-                        hint="check the Elasticsearch URL and that the cluster is up",
-                    ) from exc
-            self.stats.retries += 1
-            self.sleep(delay)
-            delay = min(delay * 2, self.max_backoff)
+            if attempt:
+                self.stats.retries += 1
+                self.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+            yield attempt == self.max_retries
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Run one cluster call, retrying 429/5xx/connection errors with backoff."""
+        for last in self._backoff():
+            resp = self._try(what, fn, last)
+            if resp is not None:
+                return resp
         raise AssertionError("unreachable")
 
     def setup(self) -> None:
@@ -210,9 +225,10 @@ class ElasticSink:
         total = 0
         first_error: StoreError | None = None
         for rec in records:
-            kind = KIND_OF.get(type(rec).SCHEMA)
+            schema = getattr(type(rec), "SCHEMA", type(rec).__name__)
+            kind = KIND_OF.get(schema)
             if kind is None:
-                raise StoreError(f"no Elasticsearch index for records of {type(rec).SCHEMA}")
+                raise StoreError(f"no Elasticsearch index for {schema} records")
             chunk.append((self.alias(kind), doc_id(rec), document(rec)))
             if len(chunk) >= self.chunk_size:
                 total, first_error = self._flush(chunk, total, first_error)
@@ -229,23 +245,22 @@ class ElasticSink:
         chunk.clear()
         self.stats.indexed += ok
         self.stats.rejected += len(errors)
-        self.stats.errors.extend(errors[:10])
+        self.stats.errors.extend(errors[: max(0, 100 - len(self.stats.errors))])
         return total + ok, err or (errors[0] if errors else None)
 
     def _bulk(self, actions: list[tuple[str, str, dict[str, Any]]]) -> tuple[int, list[StoreError]]:
         pending = list(actions)
         ok = 0
         errors: list[StoreError] = []
-        delay = self.initial_backoff
-        for attempt in range(self.max_retries + 1):
+        for last in self._backoff():
             ops: list[dict[str, Any]] = []
             for index, _id, doc in pending:
                 ops.append({"index": {"_index": index, "_id": _id}})
                 ops.append(doc)
-            resp = self._call(
-                f"bulk of {len(pending)} documents",
-                partial(self.client.bulk, operations=ops, refresh=self.refresh),
-            )
+            call = partial(self.client.bulk, operations=ops, refresh=self.refresh)
+            resp = self._try(f"bulk of {len(pending)} documents", call, last)
+            if resp is None:
+                continue
             retry: list[tuple[str, str, dict[str, Any]]] = []
             for action, item in zip(pending, resp["items"], strict=True):
                 result = next(iter(item.values()))
@@ -258,20 +273,15 @@ class ElasticSink:
                     errors.append(rejection_error(result))
             if not retry:
                 return ok, errors
-            if attempt == self.max_retries:
-                errors.extend(
-                    StoreError(
-                        f"Elasticsearch index {a[0]!r} did not accept document {a[1]!r} "
-                        f"after {self.max_retries + 1} tries (429/5xx)",
-                        hint="the cluster is overloaded; retry later or lower the rate",
-                    )
-                    for a in retry
-                )
-                return ok, errors
             pending = retry
-            self.stats.retries += 1
-            self.sleep(delay)
-            delay = min(delay * 2, self.max_backoff)
+        errors.extend(
+            StoreError(
+                f"Elasticsearch index {a[0]!r} did not accept document {a[1]!r} "
+                f"after {self.max_retries + 1} tries (429/5xx)",
+                hint="the cluster is overloaded; retry later or lower the rate",
+            )
+            for a in pending
+        )
         return ok, errors
 
     def search(self, kind: str, query: dict[str, Any], size: int = 100) -> list[dict[str, Any]]:

@@ -11,13 +11,13 @@ flattened to dotted keys and lists of objects are stored as JSON text.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import Any
 
 import orjson
 
 from parkwatch.ecs import BY_SCHEMA, COMMON, ecs_name
 from parkwatch.schema import Alert, ArpEvent, FlowRecord, Incident, OtEvent, Record, Weird
+from parkwatch.transport.base import record_id
 
 KINDS: dict[str, tuple[type[Record], ...]] = {
     "flows": (FlowRecord,),
@@ -122,11 +122,9 @@ def mappings(kind: str) -> dict[str, Any]:
 
 
 def doc_id(record: Record) -> str:
-    """Document id: the record's ``uid`` / ``id``; content hash for records without one."""
-    rid = getattr(record, "uid", None) or getattr(record, "id", None)
-    if isinstance(rid, str) and rid:
-        return rid
-    return "h-" + hashlib.sha256(record.to_json()).hexdigest()[:32]
+    """Document id: the record's ``uid`` / ``id``; content hash for records without one
+    (:func:`parkwatch.transport.base.record_id`, the id every stage dedups by)."""
+    return record_id(record)
 
 
 def _scalar(value: Any) -> Any:

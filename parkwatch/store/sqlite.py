@@ -1,0 +1,303 @@
+"""SQLite store: flows, events, alerts and incidents in one file, queryable after a restart.
+
+Every record is kept whole (``record.to_json()``) next to indexed columns used by queries, and
+``put`` upserts by record id (``uid`` / ``id``; records without one, ARP events and weirds, by
+content hash), so sending a record again replaces it instead of duplicating it. The operator
+workflow of incidents (``status``, ``acknowledged_at``, ``resolved_at``) belongs to the store:
+a correlator re-sending an updated incident as ``open`` does not reopen one an operator has
+acknowledged or resolved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from parkwatch.errors import StoreError
+from parkwatch.schema import RECORD_TYPES, Alert, FlowRecord, Incident, Record
+from parkwatch.store.migrations import MIGRATIONS, migrate
+from parkwatch.transport.base import record_id
+
+R = TypeVar("R", bound=Record)
+_BY_SCHEMA = {t.SCHEMA: t for t in RECORD_TYPES}
+_WORKFLOW = ("status", "acknowledged_at", "resolved_at")
+
+
+def _enterprises(rec: Record) -> set[str]:
+    ents = set(getattr(rec, "enterprises", ()) or ())
+    for name in ("src_enterprise", "dst_enterprise"):
+        value = getattr(rec, name, None)
+        if value:
+            ents.add(value)
+    return ents
+
+
+class SqliteStore:
+    """The record store in one SQLite file (``:memory:`` for a throwaway one)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self.conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path) -> SqliteStore:
+        where = str(path)
+        try:
+            conn = sqlite3.connect(where, isolation_level=None, timeout=10.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            migrate(conn, MIGRATIONS, where)
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"cannot open the store: {exc}", file=where,
+                hint="give a path to a ParkWatch SQLite store or to a new file",
+            ) from exc
+        return cls(conn, where)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # writes ---------------------------------------------------------------------------------
+
+    def put(self, records: Iterable[Record]) -> int:
+        """Upsert ``records`` in one transaction; returns how many were written."""
+        n = 0
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            for rec in records:
+                self._put_one(rec)
+                n += 1
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.conn.execute("ROLLBACK")
+            raise StoreError(f"write failed, nothing written: {exc}", file=self.path) from exc
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return n
+
+    def write(self, record: Record) -> None:
+        """Sink-style single write."""
+        self.put([record])
+
+    def _upsert(self, table: str, key: str, row: dict[str, Any]) -> None:
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        sets = ", ".join(f"{c} = excluded.{c}" for c in row if c != key)
+        self.conn.execute(
+            f"INSERT INTO {table} ({cols}) VALUES ({marks}) "
+            f"ON CONFLICT({key}) DO UPDATE SET {sets}",
+            tuple(row.values()),
+        )
+
+    def _link(self, kind: str, rid: str, ents: set[str]) -> None:
+        self.conn.execute("DELETE FROM enterprises WHERE kind = ? AND rid = ?", (kind, rid))
+        self.conn.executemany(
+            "INSERT INTO enterprises (kind, rid, enterprise) VALUES (?, ?, ?)",
+            [(kind, rid, e) for e in sorted(ents)],
+        )
+
+    def _put_one(self, rec: Record) -> None:
+        if not isinstance(rec, Record):
+            raise StoreError(f"the store has no table for {type(rec).__name__} objects")
+        if isinstance(rec, Incident):
+            self._put_incident(rec)
+            return
+        rid = record_id(rec)
+        if isinstance(rec, FlowRecord):
+            kind, row = "flows", {
+                "uid": rid, "start_ns": rec.start, "end_ns": rec.end, "vantage": rec.vantage,
+                "src_ip": rec.src_ip, "dst_ip": rec.dst_ip, "proto": rec.proto,
+            }
+        elif isinstance(rec, Alert):
+            kind, row = "alerts", {
+                "uid": rid, "ts_ns": rec.ts, "detector": rec.detector, "rule_id": rec.rule_id,
+                "level": rec.level, "category": rec.category,
+            }
+        elif type(rec).SCHEMA in ("parkwatch.ot_event", "parkwatch.arp", "parkwatch.weird"):
+            kind, row = "events", {
+                "uid": rid, "schema": type(rec).SCHEMA, "ts_ns": getattr(rec, "ts", 0),
+                "protocol": getattr(rec, "protocol", None) or type(rec).SCHEMA.split(".")[1],
+                "src_ip": getattr(rec, "src_ip", None) or getattr(rec, "sender_ip", None),
+                "dst_ip": getattr(rec, "dst_ip", None) or getattr(rec, "target_ip", None),
+                "flow_uid": getattr(rec, "flow_uid", None),
+            }
+        else:
+            raise StoreError(f"the store has no table for {type(rec).schema_id()} records")
+        row["record"] = rec.to_json()
+        self._upsert(kind, "uid", row)
+        self._link(kind, rid, _enterprises(rec))
+
+    def _put_incident(self, inc: Incident) -> None:
+        old = self.conn.execute(
+            "SELECT status, acknowledged_at_ns, resolved_at_ns FROM incidents WHERE id = ?",
+            (inc.id,),
+        ).fetchone()
+        if old is not None and old[0] != "open" and inc.status == "open":
+            inc = dataclasses.replace(
+                inc, status=old[0], acknowledged_at=old[1], resolved_at=old[2]
+            )
+        self._upsert("incidents", "id", {
+            "id": inc.id, "first_seen_ns": inc.first_seen, "last_seen_ns": inc.last_seen,
+            "category": inc.category, "severity": inc.severity,
+            "defended": None if inc.defended is None else int(inc.defended),
+            "alert_count": inc.alert_count, "status": inc.status,
+            "acknowledged_at_ns": inc.acknowledged_at, "resolved_at_ns": inc.resolved_at,
+            "record": inc.to_json(),
+        })
+        self.conn.execute("DELETE FROM incident_alerts WHERE incident_id = ?", (inc.id,))
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO incident_alerts (incident_id, alert_uid) VALUES (?, ?)",
+            [(inc.id, uid) for uid in inc.alert_uids],
+        )
+        self._link("incidents", inc.id, _enterprises(inc))
+
+    # operator workflow ----------------------------------------------------------------------
+
+    def acknowledge(self, incident_id: str, at_ns: int) -> Incident:
+        """Mark an open incident acknowledged at ``at_ns``; returns the updated incident."""
+        return self._transition(incident_id, at_ns, "acknowledged", ("open",))
+
+    def resolve(self, incident_id: str, at_ns: int) -> Incident:
+        """Mark an open or acknowledged incident resolved at ``at_ns``."""
+        return self._transition(incident_id, at_ns, "resolved", ("open", "acknowledged"))
+
+    def _transition(self, iid: str, at_ns: int, to: str, allowed: tuple[str, ...]) -> Incident:
+        inc = self.incident(iid)
+        if inc is None:
+            raise StoreError(f"no incident {iid!r} in the store", file=self.path)
+        if inc.status not in allowed:
+            raise StoreError(
+                f"incident {iid!r} is {inc.status}; cannot mark it {to}", field="status"
+            )
+        if at_ns < inc.first_seen:
+            raise StoreError(f"incident {iid!r}: {to} time is before its first alert")
+        when = {"acknowledged": "acknowledged_at", "resolved": "resolved_at"}[to]
+        new = dataclasses.replace(inc, status=to)
+        setattr(new, when, at_ns)
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute(
+            f"UPDATE incidents SET status = ?, {when}_ns = ?, record = ? WHERE id = ?",
+            (to, at_ns, new.to_json(), iid),
+        )
+        self.conn.execute("COMMIT")
+        return new
+
+    # queries --------------------------------------------------------------------------------
+
+    def _select(
+        self, cls: type[R], table: str, where: list[str], args: list[Any], order: str,
+        enterprise: str | None,
+    ) -> list[R]:
+        if enterprise is not None:
+            where.append(f"{'id' if table == 'incidents' else 'uid'} IN (SELECT rid FROM "
+                         "enterprises WHERE kind = ? AND enterprise = ?)")
+            args += [table, enterprise]
+        schema = "schema" if table == "events" else "NULL"
+        sql = f"SELECT {schema}, record FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self.conn.execute(sql + f" ORDER BY {order}", args).fetchall()
+        return [(_BY_SCHEMA[s] if s else cls).from_json(blob) for s, blob in rows]  # type: ignore[misc]
+
+    def incidents(
+        self, since_ns: int | None = None, until_ns: int | None = None,
+        enterprise: str | None = None, status: str | None = None,
+    ) -> list[Incident]:
+        """Incidents whose [first_seen, last_seen] overlaps [since, until], by first_seen."""
+        where, args = _window("last_seen_ns", "first_seen_ns", since_ns, until_ns)
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        return self._select(Incident, "incidents", where, args, "first_seen_ns, id", enterprise)
+
+    def incident(self, incident_id: str) -> Incident | None:
+        row = self.conn.execute(
+            "SELECT record FROM incidents WHERE id = ?", (incident_id,)
+        ).fetchone()
+        return None if row is None else Incident.from_json(row[0])
+
+    def alerts(
+        self, since_ns: int | None = None, until_ns: int | None = None,
+        enterprise: str | None = None, incident_id: str | None = None,
+    ) -> list[Alert]:
+        """Alerts with ``since <= ts <= until`` (optionally of one incident), by time."""
+        where, args = _window("ts_ns", "ts_ns", since_ns, until_ns)
+        if incident_id is not None:
+            where.append("uid IN (SELECT alert_uid FROM incident_alerts WHERE incident_id = ?)")
+            args.append(incident_id)
+        return self._select(Alert, "alerts", where, args, "ts_ns, uid", enterprise)
+
+    def flows(
+        self, since_ns: int | None = None, until_ns: int | None = None,
+        enterprise: str | None = None,
+    ) -> list[FlowRecord]:
+        where, args = _window("end_ns", "start_ns", since_ns, until_ns)
+        return self._select(FlowRecord, "flows", where, args, "start_ns, uid", enterprise)
+
+    def events(
+        self, since_ns: int | None = None, until_ns: int | None = None,
+        enterprise: str | None = None,
+    ) -> list[Record]:
+        where, args = _window("ts_ns", "ts_ns", since_ns, until_ns)
+        return self._select(Record, "events", where, args, "ts_ns, uid", enterprise)
+
+    def indicators(
+        self, since_ns: int | None = None, until_ns: int | None = None,
+        enterprise: str | None = None,
+    ) -> dict[str, Any]:
+        """Counts an indicator report needs: incidents by category/severity/status, defended
+        verdicts and ratio (defended / (defended + succeeded); None without verdicts), mean
+        time to acknowledge/resolve (ns from first_seen), and the number of alerts."""
+        incs = self.incidents(since_ns, until_ns, enterprise)
+        verdicts = Counter({True: 0, False: 0, None: 0})
+        verdicts.update(i.defended for i in incs)
+        decided = verdicts[True] + verdicts[False]
+        ack = [i.acknowledged_at - i.first_seen for i in incs if i.acknowledged_at is not None]
+        res = [i.resolved_at - i.first_seen for i in incs if i.resolved_at is not None]
+        return {
+            "incidents": len(incs),
+            "alerts": len(self.alerts(since_ns, until_ns, enterprise)),
+            "by_category": dict(sorted(Counter(i.category for i in incs).items())),
+            "by_severity": dict(sorted(Counter(i.severity for i in incs).items())),
+            "by_status": dict(sorted(Counter(i.status for i in incs).items())),
+            "defended": verdicts[True],
+            "succeeded": verdicts[False],
+            "undecided": verdicts[None],
+            "defended_ratio": verdicts[True] / decided if decided else None,
+            "mean_time_to_acknowledge_ns": sum(ack) // len(ack) if ack else None,
+            "mean_time_to_resolve_ns": sum(res) // len(res) if res else None,
+        }
+
+    def count(self, table: str) -> int:
+        if table not in ("flows", "events", "alerts", "incidents"):
+            raise StoreError(f"no table {table!r}")
+        return int(self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+Store = SqliteStore
+
+
+def _window(
+    end_col: str, start_col: str, since: int | None, until: int | None
+) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    args: list[Any] = []
+    if since is not None:
+        where.append(f"{end_col} >= ?")
+        args.append(since)
+    if until is not None:
+        where.append(f"{start_col} <= ?")
+        args.append(until)
+    return where, args
+

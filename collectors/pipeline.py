@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from collectors.apps.engine import AppEngine
 from collectors.decode import (
     KIND_ARP,
     KIND_IP,
@@ -29,6 +29,9 @@ from parkwatch.config import Settings
 from parkwatch.schema import ArpEvent, FlowRecord, Record, Weird
 from parkwatch.schema.columns import Columns
 from parkwatch.topology import Topology
+
+if TYPE_CHECKING:
+    from collectors.apps.engine import AppEngine
 
 _ARP_OPS = {1: "who-has", 2: "is-at"}
 _SUMMARY = ("app_proto", "sni", "http_host")
@@ -101,6 +104,8 @@ class FlowPipeline:
         self._last_ts = 0  # capture time of the last packet read (stamps file-level weirds)
         self.apps: AppEngine | None = None
         if apps is not None:
+            from collectors.apps.engine import AppEngine  # decoders load only when asked for
+
             self.apps = AppEngine(topology, self.vantage, None if apps == "all" else set(apps))
             self.table.track_packets = True
 

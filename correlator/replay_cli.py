@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -21,6 +22,8 @@ from correlator.report_html import render
 from correlator.suppress import Suppressions
 from detectors.anomaly import parse_duration
 from parkwatch.config import load_settings
+from parkwatch.schema import RECORD_TYPES, Record
+from parkwatch.store.sqlite import SqliteStore
 from parkwatch.topology import load_topology
 
 
@@ -59,6 +62,19 @@ from parkwatch.topology import load_topology
     help="Suppression rules (operators' false-positive decisions).",
 )
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True)
+@click.option(
+    "--store",
+    "store_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="SQLite store for alerts and incidents (default: OUT/parkwatch.db).",
+)
+@click.option(
+    "--es",
+    "es_url",
+    default=None,
+    help="Also index flows, events, alerts and incidents into Elasticsearch at URL.",
+)
 @click.option("--config", type=click.Path(dir_okay=False), default=None)
 @click.option("--progress/--no-progress", default=None)
 def replay_command(
@@ -71,6 +87,8 @@ def replay_command(
     rules: str | None,
     suppress: str | None,
     out: str,
+    store_path: str | None,
+    es_url: str | None,
     config: str | None,
     progress: bool | None,
 ) -> None:
@@ -145,6 +163,21 @@ def replay_command(
         opts,
     )
     (outdir / "manifest.json").write_bytes(orjson.dumps(man, option=orjson.OPT_INDENT_2))
+    alerts = [a for r in results for a in r.alerts]
+    with SqliteStore.open(store_path or outdir / "parkwatch.db") as st:
+        st.put(alerts)
+        st.put(incidents)
+    if es_url:
+        from parkwatch.elastic import ElasticSink
+
+        sink = ElasticSink.open(es_url)
+        try:
+            for name in ("flows", "events"):
+                sink.put(_read_records(outdir / f"{name}.jsonl"))
+            sink.put(alerts)
+            sink.put(incidents)
+        finally:
+            sink.close()
     t = card["total"]
     dr = card["defended_ratio"]["park"]
     click.echo(
@@ -155,6 +188,17 @@ def replay_command(
         f"({dr['unknown']} unknown) -> {outdir}",
         err=True,
     )
+
+
+def _read_records(path: Path) -> Iterator[Record]:
+    """Records back from a replay's JSON lines (by their schema id)."""
+    kinds = {k.schema_id(): k for k in RECORD_TYPES}
+    with path.open("rb") as fh:
+        for line in fh:
+            data = orjson.loads(line)
+            kind = kinds.get(data.get("schema"))
+            if kind is not None:
+                yield kind.from_dict(data)
 
 
 __all__ = ["LabelError", "replay_command"]

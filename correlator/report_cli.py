@@ -1,0 +1,158 @@
+"""``parkwatch report`` (park security indicators) and ``parkwatch incident`` (operator workflow).
+
+The indicator report reads the store: indicator 10 — the defended-attack ratio (defended /
+(defended + succeeded), unknown verdicts beside it) park-wide and per enterprise, category and
+day; indicator 13 — response speed: time from an incident's first alert to its
+acknowledgement and to its resolution (count, median, mean, 90th percentile; open incidents
+counted apart).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from correlator.ratio import defended_ratio
+from parkwatch.errors import ConfigError
+from parkwatch.schema import Incident, SchemaError, format_ts, parse_ts
+from parkwatch.store.sqlite import SqliteStore
+
+NS = 1_000_000_000
+
+
+def _when(text: str | None, field: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_ts(text)
+    except SchemaError:
+        raise ConfigError(f"not an RFC 3339 time: {text!r}", field=field) from None
+
+
+def _spread(values: list[int]) -> dict[str, Any]:
+    if not values:
+        return {"count": 0, "median_s": None, "mean_s": None, "p90_s": None}
+    v = sorted(values)
+    return {
+        "count": len(v),
+        "median_s": round(v[len(v) // 2] / NS, 3),
+        "mean_s": round(sum(v) / len(v) / NS, 3),
+        "p90_s": round(v[min(len(v) - 1, int(0.9 * len(v)))] / NS, 3),
+    }
+
+
+def indicators(incidents: list[Incident]) -> dict[str, Any]:
+    ack = [i.acknowledged_at - i.first_seen for i in incidents if i.acknowledged_at is not None]
+    res = [i.resolved_at - i.first_seen for i in incidents if i.resolved_at is not None]
+    return {
+        "incidents": len(incidents),
+        "indicator_10_defended_ratio": defended_ratio(incidents),
+        "indicator_13_response_speed": {
+            "to_acknowledge": _spread(ack),
+            "to_resolve": _spread(res),
+            "never_acknowledged": sum(
+                1 for i in incidents if i.acknowledged_at is None and i.resolved_at is None
+            ),
+            "open": sum(1 for i in incidents if i.status != "resolved"),
+        },
+    }
+
+
+def _text(rep: dict[str, Any], since: str | None, until: str | None) -> str:
+    d = rep["indicator_10_defended_ratio"]
+    p = d["park"]
+    r = rep["indicator_13_response_speed"]
+    lines = [
+        f"ParkWatch park security indicators, {since or 'beginning'} .. {until or 'now'}",
+        f"incidents: {rep['incidents']}",
+        f"[10] defended-attack ratio: {p['ratio']} ({p['defended']} defended, "
+        f"{p['succeeded']} succeeded, {p['unknown']} unknown)",
+    ]
+    for group in ("enterprise", "category", "period"):
+        for key, c in d[group].items():
+            lines.append(
+                f"     {group} {key}: {c['ratio']} ({c['defended']}/{c['defended'] + c['succeeded']}"
+                f", {c['unknown']} unknown)"
+            )
+    for name in ("to_acknowledge", "to_resolve"):
+        s = r[name]
+        lines.append(
+            f"[13] time {name.replace('_', ' ')}: {s['count']} incidents, median {s['median_s']} s,"
+            f" mean {s['mean_s']} s, p90 {s['p90_s']} s"
+        )
+    lines.append(f"     never acknowledged: {r['never_acknowledged']}, still open: {r['open']}")
+    return "\n".join(lines)
+
+
+@click.command("report")
+@click.option(
+    "--store",
+    "store_path",
+    type=click.Path(dir_okay=False, exists=True),
+    required=True,
+    help="SQLite store (parkwatch replay writes OUT/parkwatch.db).",
+)
+@click.option("--since", default=None, help="RFC 3339 start of the period.")
+@click.option("--until", default=None, help="RFC 3339 end of the period.")
+@click.option("--enterprise", default=None, help="Only this enterprise's incidents.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def report_command(
+    store_path: str, since: str | None, until: str | None, enterprise: str | None, fmt: str
+) -> None:
+    """Render the park security indicator report (indicators 10 and 13) from the store."""
+    lo, hi = _when(since, "--since"), _when(until, "--until")
+    with SqliteStore.open(store_path) as st:
+        incs = st.incidents(lo, hi, enterprise)
+    rep = indicators(incs)
+    if fmt == "json":
+        click.echo(orjson.dumps(rep, option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(_text(rep, since, until))
+
+
+@click.group("incident")
+def incident_command() -> None:
+    """Operator workflow on stored incidents: list, ack, resolve."""
+
+
+@incident_command.command("list")
+@click.option("--store", "store_path", type=click.Path(dir_okay=False, exists=True), required=True)
+@click.option("--status", default=None, type=click.Choice(["open", "acknowledged", "resolved"]))
+def _list(store_path: str, status: str | None) -> None:
+    with SqliteStore.open(store_path) as st:
+        for i in st.incidents():
+            if status is None or i.status == status:
+                click.echo(
+                    f"{i.id}  {format_ts(i.first_seen)}  {i.severity:8} {i.category:24} "
+                    f"{i.status:12} {','.join(i.attackers[:2])} -> {','.join(i.targets[:2])}"
+                )
+
+
+def _transition(store_path: str, incident_id: str, at: str | None, action: str) -> None:
+    when = _when(at, "--at") if at else time.time_ns()
+    assert when is not None
+    with SqliteStore.open(Path(store_path)) as st:
+        inc = getattr(st, action)(incident_id, when)
+    click.echo(f"{inc.id}: {inc.status} at {format_ts(when)}")
+
+
+@incident_command.command("ack")
+@click.argument("incident_id")
+@click.option("--store", "store_path", type=click.Path(dir_okay=False, exists=True), required=True)
+@click.option("--at", default=None, help="RFC 3339 time (default: now).")
+def _ack(incident_id: str, store_path: str, at: str | None) -> None:
+    """Acknowledge an incident."""
+    _transition(store_path, incident_id, at, "acknowledge")
+
+
+@incident_command.command("resolve")
+@click.argument("incident_id")
+@click.option("--store", "store_path", type=click.Path(dir_okay=False, exists=True), required=True)
+@click.option("--at", default=None, help="RFC 3339 time (default: now).")
+def _resolve(incident_id: str, store_path: str, at: str | None) -> None:
+    """Resolve an incident."""
+    _transition(store_path, incident_id, at, "resolve")

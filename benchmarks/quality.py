@@ -67,7 +67,8 @@ def show(name: str, card: dict[str, Any]) -> None:
     )
     print(
         f"incidents {t['incidents']}, precision {t['incident_precision']}, false incidents/h "
-        f"{t['false_incidents_per_hour']}, median time to detect {t['time_to_detect_s']['median']} s,"
+        f"{t['false_incidents_per_hour']}, median time to detect "
+        f"{t['time_to_detect_s']['median']} s,"
         f" defended-ratio check {t['defended_ratio_check']}"
     )
     if t["missed_attacks"]:

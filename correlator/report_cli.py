@@ -74,9 +74,10 @@ def _text(rep: dict[str, Any], since: str | None, until: str | None) -> str:
     ]
     for group in ("enterprise", "category", "period"):
         for key, c in d[group].items():
+            known = c["defended"] + c["succeeded"]
             lines.append(
-                f"     {group} {key}: {c['ratio']} ({c['defended']}/{c['defended'] + c['succeeded']}"
-                f", {c['unknown']} unknown)"
+                f"     {group} {key}: {c['ratio']} ({c['defended']}/{known}, "
+                f"{c['unknown']} unknown)"
             )
     for name in ("to_acknowledge", "to_resolve"):
         s = r[name]

@@ -1,0 +1,1 @@
+"""Detectors: facts (flows, ARP and protocol events) in, alerts out (Sigma rules, models)."""

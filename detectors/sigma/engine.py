@@ -45,6 +45,7 @@ EVIDENCE_KEYS = (
     "op",
     "sender_mac",
     "frame",
+    "login",
     "login_success",
     "auth_success",
     "outcome",

@@ -146,17 +146,21 @@ class Correlator:
             self._pending.append(a)
 
     def incidents(self) -> list[Incident]:
-        """Group every alert added so far (deterministic: sorted by time, then uid)."""
+        """Group every alert added so far (deterministic: sorted by time, then uid).
+
+        Alerts without a category (anomaly findings) corroborate: they join an incident of
+        the same attacker within the window; alone, only high/critical ones open an incident
+        (as ``policy_violation``) — the rest stay alerts, stored but not raised.
+        """
         alerts = sorted(self._pending, key=lambda a: (a.ts, a.uid))
         open_: dict[tuple[str, ...], _Open] = {}
         done: list[_Open] = []
+        loose: list[Alert] = []
         for a in alerts:
-            cat = _category(a)
-            who = tuple(sorted(a.attackers)) or ("?",)
-            tgt = tuple(sorted(a.targets)) if cat in TARGETED else ("*",)
-            key = (who[0], cat, tgt[0] if tgt else "*")
-            if not a.attackers:
-                key = ("?", cat, ",".join(sorted(a.targets)))
+            if a.category is None:
+                loose.append(a)
+                continue
+            key = self._key(a)
             cur = open_.get(key)
             if cur is not None and a.ts - cur.last <= self.window:
                 cur.alerts.append(a)
@@ -165,9 +169,36 @@ class Correlator:
                 done.append(cur)
             open_[key] = _Open(key, [a])
         done.extend(open_.values())
-        incs = [self._incident(g) for g in done]
+        self.uncorroborated = 0
+        extra: list[_Open] = []
+        for a in loose:
+            home = self._corroborates(a, done)
+            if home is not None:
+                home.alerts.append(a)
+                home.alerts.sort(key=lambda x: (x.ts, x.uid))
+            elif a.level in ("high", "critical"):
+                extra.append(_Open(self._key(a), [a]))
+            else:
+                self.uncorroborated += 1
+        incs = [self._incident(g) for g in done + extra]
         incs.sort(key=lambda i: (i.first_seen, i.id))
         return self._kill_chain(incs)
+
+    @staticmethod
+    def _key(a: Alert) -> tuple[str, ...]:
+        cat = _category(a)
+        if not a.attackers:
+            return ("?", cat, ",".join(sorted(a.targets)))
+        tgt = sorted(a.targets) if cat in TARGETED else ["*"]
+        return (sorted(a.attackers)[0], cat, tgt[0] if tgt else "*")
+
+    def _corroborates(self, a: Alert, groups: list[_Open]) -> _Open | None:
+        """The earliest incident group of one of ``a``'s attackers around ``a``'s time."""
+        who = set(a.attackers)
+        for g in groups:
+            if g.key[0] in who and g.alerts[0].ts - self.window <= a.ts <= g.last + self.window:
+                return g
+        return None
 
     def _incident(self, g: _Open) -> Incident:
         alerts = g.alerts

@@ -52,25 +52,37 @@ class DetectionStage:
                 LearnThenScore(FlowModel(), learn_for_ns, policy=QuantileThreshold(0.999)),
             ]
         self.records = 0
+        self._batch: list[dict[str, Any]] = []
+
+    BATCH = 512
+    """Records scored together by the anomaly models (a forest call per batch, not per flow)."""
 
     def process(self, rec: Record) -> list[Alert]:
+        """Alerts on ``rec`` (Sigma at once; anomaly alerts when a batch is full)."""
         kind = kind_of(rec)
         if kind is None:
             return []
         self.records += 1
         d = rec.to_dict()
         out = self.sigma.process(kind, d)
+        if self.model is not None or self.learners:
+            self._batch.append(d)
+            if len(self._batch) >= self.BATCH:
+                out.extend(self._score())
+        return out
+
+    def _score(self) -> list[Alert]:
+        batch, self._batch = self._batch, []
+        out: list[Alert] = []
         if self.model is not None:
-            out.extend(self.model.alerts(d))
+            out.extend(self.model.alerts_many(batch))
         for learner in self.learners:
-            if learner.accepts(d):
-                a = learner.alert(d)
-                if a is not None:
-                    out.append(a)
+            out.extend(a for a in learner.alerts_many(batch) if a is not None)
         return out
 
     def flush(self) -> list[Alert]:
-        return self.sigma.flush()
+        """End of input: the last anomaly batch and Sigma's open windows."""
+        return self._score() + self.sigma.flush()
 
     def counters(self) -> dict[str, Any]:
         return {"records": self.records, **self.sigma.counters()}

@@ -289,3 +289,44 @@ def test_defended_ratio_keeps_unknowns_apart():
         "ratio": round(2 / 3, 4),
     }
     assert len(r["period"]) == 2 and r["category"]["recon_scan"]["attacks"] == 4
+
+
+def test_uncategorised_anomalies_corroborate_or_stay_alerts():
+    cat = alert("a", T0, "ot_unauthorized_write", "10.1.1.77", "10.1.2.10")
+    near = Alert(
+        uid="n",
+        ts=T0 + 5 * S,
+        detector="ot_baseline",
+        rule_id="new_master",
+        title="new master",
+        level="high",
+        attackers=("10.1.1.77",),
+        targets=("10.1.2.10",),
+    )
+    low = Alert(
+        uid="l",
+        ts=T0,
+        detector="flow_model",
+        rule_id="flow_isolation",
+        title="odd flow",
+        level="low",
+        attackers=("10.9.9.9",),
+        targets=("10.1.2.10",),
+    )
+    high = Alert(
+        uid="h",
+        ts=T0,
+        detector="ot_baseline",
+        rule_id="new_master",
+        title="new master",
+        level="high",
+        attackers=("10.8.8.8",),
+        targets=("10.1.2.10",),
+    )
+    c = Correlator(PARK)
+    c.add([cat, near, low, high])
+    incs = c.incidents()
+    assert c.uncorroborated == 1
+    by = {i.attackers: i for i in incs}
+    assert by[("10.1.1.77",)].alert_count == 2
+    assert by[("10.8.8.8",)].category == "policy_violation" and ("10.9.9.9",) not in by

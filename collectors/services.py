@@ -18,7 +18,6 @@ for _name, _transport, _port in (
     ("opcua", "tcp", 4840),
     ("bacnet", "udp", 47808),
     ("mqtt", "tcp", 1883),
-    ("mqtt", "tcp", 8883),
     ("dns", "udp", 53),
     ("dns", "tcp", 53),
     ("http", "tcp", 80),

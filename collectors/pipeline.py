@@ -59,6 +59,18 @@ class RunStats:
         return self.packets / self.seconds if self.seconds > 0 else 0.0
 
 
+def check_capture(path: str) -> None:
+    """CaptureError / CaptureFormatError for a missing file or one that is no capture."""
+    import os
+
+    from parkwatch.errors import CaptureError
+
+    if path != "-" and not os.path.exists(path):
+        raise CaptureError("no such capture file", file=path)
+    if path != "-":
+        CaptureReader(path).close()
+
+
 def layer_of(name: str) -> str:
     """The layer a weird name belongs to (for the ``layer`` field)."""
     for key, layer in (

@@ -17,8 +17,6 @@ from typing import IO, Any
 
 import orjson
 
-from collectors.apps import APP_DECODERS
-from collectors.pipeline import FlowPipeline
 from correlator.incidents import Campaign, Correlator
 from correlator.labels import (
     LabelError,
@@ -31,12 +29,12 @@ from correlator.labels import (
 from correlator.ratio import defended_ratio
 from correlator.scoring import Score, score
 from correlator.suppress import Suppressions
-from detectors.stage import RULES, DetectionStage
 from parkwatch import __version__
 from parkwatch.config import Settings
 from parkwatch.errors import CaptureError
 from parkwatch.schema import Alert, FlowRecord, Incident, Record
 from parkwatch.schema.columns import Columns
+from parkwatch.stages import load_stage
 from parkwatch.topology import Topology
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".pcap.gz", ".pcapng.gz", ".cap")
@@ -140,8 +138,8 @@ def replay_capture(
     if labels is not None:
         check_capture(labels, capture)
     res = CaptureResult(capture, digest, labels)
-    pipe = FlowPipeline(settings, topology, apps="all")
-    stage = DetectionStage(topology, rules, model, learn_for_ns)
+    pipe = load_stage("collect")(settings, topology, apps="all")
+    stage = load_stage("detect")(topology, rules, model, learn_for_ns)
     corr = Correlator(topology, suppressions=suppressions, source=capture.name)
 
     def seen(ts: int) -> None:
@@ -235,7 +233,7 @@ def manifest(
     options: dict[str, Any],
 ) -> dict[str, Any]:
     """What produced the scorecard: sha256 of every input, and the tool versions."""
-    rule_root = rules or RULES
+    rule_root = rules or load_stage("rules")
     rule_files = sorted(p for p in rule_root.rglob("*") if p.suffix in (".yml", ".yaml"))
     doc: dict[str, Any] = {
         "format": "parkwatch-manifest/1",
@@ -246,7 +244,7 @@ def manifest(
         "model": {str(model): sha256_of(model)} if model else {},
         "topology": {str(topology_path): sha256_of(topology_path)} if topology_path else {},
         "options": options,
-        "decoders": sorted(str(k) for k in APP_DECODERS),
+        "decoders": load_stage("decoders")(),
     }
     for lib in ("numpy", "pysigma", "scikit-learn", "scapy"):
         try:

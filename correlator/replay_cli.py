@@ -20,8 +20,8 @@ from correlator.replay import (
 )
 from correlator.report_html import render
 from correlator.suppress import Suppressions
-from detectors.anomaly import parse_duration
 from parkwatch.config import load_settings
+from parkwatch.durations import parse_duration
 from parkwatch.schema import RECORD_TYPES, Record
 from parkwatch.store.sqlite import SqliteStore
 from parkwatch.topology import load_topology

@@ -23,4 +23,9 @@ def load_all() -> None:
 
 load_all()
 
-__all__ = ["APP_DECODERS", "AppDecoder", "DecodeError", "Msg", "load_all", "register"]
+
+def decoder_names() -> list[str]:
+    """Names of the registered decoders (the ``decoders`` stage entry point)."""
+    return sorted(str(k) for k in APP_DECODERS)
+
+__all__ = ["APP_DECODERS", "AppDecoder", "DecodeError", "Msg", "decoder_names", "load_all", "register"]

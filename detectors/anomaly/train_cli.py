@@ -9,15 +9,12 @@ detector's threshold policy on its training scores, and writes ``MODEL`` plus
 
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from collectors.pcapio import CaptureReader
-from collectors.pipeline import FlowPipeline
 from detectors.anomaly.base import Detector, FixedThreshold, ThresholdPolicy
 from detectors.anomaly.flow_model import FlowModel
 from detectors.anomaly.modelcard import save_model
@@ -26,6 +23,7 @@ from parkwatch.config import load_settings
 from parkwatch.errors import CaptureError, ConfigError
 from parkwatch.schema import FlowRecord, OtEvent, Record
 from parkwatch.schema.columns import Columns
+from parkwatch.stages import load_stage
 from parkwatch.topology import load_topology
 
 MIN_FLOWS = 100
@@ -42,14 +40,12 @@ def read_records(
     for path in captures:
         if not os.path.exists(path):
             raise CaptureError("no such capture file", file=path)
-        CaptureReader(path).close()  # CaptureFormatError for a non-capture, before any work
+        load_stage("check_capture")(path)  # CaptureFormatError for a non-capture, first
     settings = load_settings(config, vantage=vantage, topology=Path(topology) if topology else None)
     topo = load_topology(settings.topology)
     topo.vantage(settings.vantage)
-    kwargs: dict[str, Any] = {}
-    if "apps" in inspect.signature(FlowPipeline).parameters:
-        kwargs["apps"] = "all"  # OT/IT events for the OT baseline
-    pipeline = FlowPipeline(settings, topo, **kwargs)
+    collector = load_stage("collect")
+    pipeline = collector(settings, topo, apps="all")  # OT/IT events for the OT baseline
     flows: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
 

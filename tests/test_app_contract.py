@@ -25,7 +25,7 @@ CASES_PER_SAMPLE = 60
 MAX_SAMPLES = 60
 
 
-def _payloads() -> dict[tuple[str, str], list[tuple[bytes, bool]]]:
+def _payloads() -> dict[tuple[str, str], list[tuple[bytes, bool, bool]]]:
     """(transport, port) -> payloads seen with that server port, with from-client flags."""
     out: dict[tuple[str, str], list[tuple[bytes, bool]]] = defaultdict(list)
     for path in sorted(ROOT.glob("*.pcap")):
@@ -36,16 +36,18 @@ def _payloads() -> dict[tuple[str, str], list[tuple[bytes, bool]]]:
                 if not isinstance(l4, dpkt.tcp.TCP | dpkt.udp.UDP) or not l4.data:
                     continue
                 kind = "tcp" if isinstance(l4, dpkt.tcp.TCP) else "udp"
-                out[(kind, str(l4.dport))].append((bytes(l4.data), True))
-                out[(kind, str(l4.sport))].append((bytes(l4.data), False))
+                tcp = kind == "tcp"
+                out[(kind, str(l4.dport))].append((bytes(l4.data), True, tcp))
+                out[(kind, str(l4.sport))].append((bytes(l4.data), False, tcp))
     return out
 
 
 PAYLOADS = _payloads()
 
 
-def samples(cls: type[AppDecoder]) -> list[tuple[bytes, bool]]:
-    got: list[tuple[bytes, bool]] = []
+def samples(cls: type[AppDecoder]) -> list[tuple[bytes, bool, bool]]:
+    """(payload, from client, over TCP) samples of the decoder's ports."""
+    got: list[tuple[bytes, bool, bool]] = []
     for kind, ports in (("tcp", cls.tcp_ports), ("udp", cls.udp_ports)):
         for p in ports:
             got.extend(PAYLOADS.get((kind, str(p)), []))
@@ -54,9 +56,11 @@ def samples(cls: type[AppDecoder]) -> list[tuple[bytes, bool]]:
     return got[:MAX_SAMPLES]
 
 
-def run(dec: AppDecoder, cls: type[AppDecoder], data: bytes, from_client: bool) -> list[Msg]:
+def run(
+    dec: AppDecoder, cls: type[AppDecoder], data: bytes, from_client: bool, tcp: bool
+) -> list[Msg]:
     """Call the decoder the way the engine does and check the shape of what it returns."""
-    if cls.tcp_ports:
+    if tcp:
         used, msgs = dec.parse(data, from_client)
         assert isinstance(used, int) and 0 <= used <= len(data), (cls.name, used, len(data))
     else:
@@ -118,15 +122,15 @@ def test_decoder_survives_mutated_payloads(name):
     rng = random.Random(f"fuzz-{name}")
     decoded = 0
     cases = 0
-    for data, from_client in got:
+    for data, from_client, tcp in got:
         dec = cls()
         with contextlib.suppress(DecodeError):
-            decoded += len(run(dec, cls, data, from_client))
+            decoded += len(run(dec, cls, data, from_client, tcp))
         for mutated in mutations(data, rng):
             cases += 1
             fresh = cls() if rng.random() < 0.5 else dec  # also with state from earlier input
             try:
-                run(fresh, cls, mutated, from_client)
+                run(fresh, cls, mutated, from_client, tcp)
             except DecodeError as exc:
                 assert exc.reason and exc.reason.replace("_", "").isalnum(), exc.reason
     assert decoded > 0, f"{name} decoded nothing from its own scenario payloads"
@@ -143,5 +147,5 @@ def test_probe_is_strict(name):
     for other in NAMES:
         if other == name:
             continue
-        for data, fc in samples(APP_DECODERS.get(other))[:10]:
+        for data, fc, _tcp in samples(APP_DECODERS.get(other))[:10]:
             assert isinstance(cls.probe(data, fc), bool)

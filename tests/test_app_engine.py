@@ -72,35 +72,54 @@ class Conv:
         return path
 
 
+def delivered(s: Stream, got: tuple[bool, list]) -> bool:
+    """Append what a feed/acked call delivered (as the engine does); return its 'whole' flag."""
+    whole, chunks = got
+    for data, _meta in chunks:
+        s.buf += data
+    return whole
+
+
 def test_stream_trims_retransmissions_and_fills_holes():
     s = Stream()
     s.syn(99)
-    assert s.feed(100, b"abc")
-    assert s.feed(100, b"abc")  # exact retransmission: nothing new
-    assert s.feed(102, b"cdef")  # overlap: only 'def' is new
+    assert delivered(s, s.feed(100, b"abc"))
+    assert delivered(s, s.feed(100, b"abc"))  # exact retransmission: nothing new
+    assert delivered(s, s.feed(102, b"cdef"))  # overlap: only 'def' is new
     assert bytes(s.buf) == b"abcdef" and s.retrans == 1
-    assert s.feed(110, b"kl")  # future segment waits
+    assert delivered(s, s.feed(110, b"kl", "late"))  # future segment waits
     assert bytes(s.buf) == b"abcdef"
-    assert s.feed(106, b"ghij")  # hole filled: the waiting segment follows
+    whole, chunks = s.feed(106, b"ghij", "fill")  # hole filled: the waiting segment follows
+    assert whole and [m for _, m in chunks] == ["fill", "late"]
+    delivered(s, (whole, chunks))
     assert bytes(s.buf) == b"abcdefghijkl"
     s.consume(6)
     assert bytes(s.buf) == b"ghijkl"
+
+
+def test_stream_skips_a_hole_the_peer_acknowledged():
+    s = Stream()
+    s.feed(0, b"ab")
+    assert delivered(s, s.feed(5, b"fg", "after-hole"))
+    assert s.acked(2) == (True, [])  # the peer has only what we have: keep waiting
+    whole, chunks = s.acked(6)  # the peer has bytes 2..4 that the capture missed
+    assert not whole and chunks == [(b"fg", "after-hole")]
 
 
 def test_stream_gives_up_on_a_hole_that_never_fills():
     s = Stream()
     s.feed(0, b"x")
     for k in range(Stream.MAX_OOO_SEGMENTS):
-        assert s.feed(10 + 2 * k, b"y")
-    assert not s.feed(10 + 2 * Stream.MAX_OOO_SEGMENTS, b"z")  # gap: resynchronised
-    assert bytes(s.buf).startswith(b"y")
+        assert delivered(s, s.feed(10 + 2 * k, b"y"))
+    whole, chunks = s.feed(10 + 2 * Stream.MAX_OOO_SEGMENTS, b"z")  # gap: resynchronised
+    assert not whole and chunks[0][0] == b"y"
 
 
 def test_stream_sequence_wraps():
     s = Stream()
     s.syn(0xFFFFFFFE)
-    assert s.feed(0xFFFFFFFF, b"ab")
-    assert s.feed(1, b"cd")
+    assert delivered(s, s.feed(0xFFFFFFFF, b"ab"))
+    assert delivered(s, s.feed(1, b"cd"))
     assert bytes(s.buf) == b"abcd"
 
 

@@ -11,11 +11,12 @@ s7comm-plus event for each.
 Known differences (documented):
 
 - Captures filtered down to S7 packets (step7_*, tia_*, step7_s300_AuthPassword): tshark
-  reports "previous segment not captured" and still dissects each segment. The engine's TCP
-  reassembly holds data after a hole until the hole fills or 64 segments wait, so through
-  :func:`decode_capture` these captures give only the events before the first hole (checked to
-  be a prefix of tshark's). The decoder itself matches tshark on them when fed segment by
-  segment, resynchronising at every hole (:func:`per_segment`), which is compared exactly.
+  reports "previous segment not captured" and still dissects each segment. The engine skips a
+  hole as soon as the peer acknowledges bytes beyond it, so through :func:`decode_capture`
+  every frame it reports equals tshark's and it misses only messages whose start lies in a
+  lost segment (at most 5 % of tshark's frames, 8 of 362 here). The decoder itself matches
+  tshark exactly when fed segment by segment, resynchronising at every hole
+  (:func:`per_segment`).
 - An ack (ROSCTR 2) carries no function code; tshark shows none, the decoder emits an event
   named 'ack' with the header error (snap7_s300_everything frame 44: 0xd20c). Such events are
   left out of the function-code comparison and checked against the header error fields.
@@ -447,8 +448,9 @@ def test_golden_against_tshark(path, decoded):
     classic = [e for e in events if e.attrs["variant"] == "s7comm"]
     want = tshark_frames(path)
     got = ours_by_frame([(e.ts, e.src_ip, e.dst_ip, e) for e in classic])
-    if path.name in GAPPY:  # the engine stops at the first hole: a prefix of tshark's frames
-        assert got and all(want[k] == v for k, v in got.items()), path.name
+    if path.name in GAPPY:  # segments lost in the capture: what we report is right, ~all of it
+        assert all(want.get(k) == v for k, v in got.items()), path.name
+        assert len(got) >= 0.95 * len(want), (path.name, len(got), len(want))
         exact = ours_by_frame([r for r in per_segment(path) if r[3].attrs["variant"] == "s7comm"])
         assert exact == want
     else:

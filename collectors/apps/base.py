@@ -85,6 +85,16 @@ class AppDecoder:
         """UDP: decode one datagram."""
         raise DecodeError("no_udp_decoder", self.name)
 
+    def note(self, reason: str, detail: str = "") -> None:
+        """Report a problem without giving up the messages decoded in the same call (the
+        engine turns each note into a counted weird after ``parse``/``datagram`` returns)."""
+        notes: list[tuple[str, str]] = self.__dict__.setdefault("_notes", [])
+        if len(notes) < 64:
+            notes.append((reason, detail))
+
+    def take_notes(self) -> list[tuple[str, str]]:
+        return self.__dict__.pop("_notes", [])
+
     @classmethod
     def fname(cls, code: int) -> str:
         """Name of ``code`` in ``FUNCTIONS`` ('unknown-<n>' when not in the table)."""

@@ -18,7 +18,7 @@ import socket
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,6 +46,17 @@ def _port_table() -> tuple[np.ndarray, list[type[AppDecoder]]]:
                 if not table[row, p]:
                     table[row, p] = i + 1
     return table, decoders
+
+
+class Pkt(NamedTuple):
+    """The packet a chunk of stream came in: what its messages and weirds are stamped with."""
+
+    ts: int
+    frame: int
+    src: tuple[str, Any]  # (address text, topology Endpoint)
+    dst: tuple[str, Any]
+    sport: int
+    dport: int
 
 
 @dataclass
@@ -90,6 +101,7 @@ class AppEngine:
         self._ep: dict[tuple[int, int, int], tuple[str, Any]] = {}
         self.file: str | None = None  # capture being read (for weirds)
         self.weirds: list[Weird] = []
+        self.syn_client: dict[int, bool] = {}  # unbound flow uid -> SYN sent A->B
 
     # -- per batch --------------------------------------------------------------------------
     def process(
@@ -107,12 +119,16 @@ class AppEngine:
             return
         row = (proto == 17).astype(np.int64)
         bound = np.maximum(self.table[row, d.sport & 0xFFFF], self.table[row, d.dport & 0xFFFF])
-        tcpctl = (proto == 6) & ((d.flags & (SYN | FIN | RST)) != 0)
+        tcp = proto == 6
+        tcpctl = tcp & ((d.flags & (SYN | FIN | RST)) != 0)
         has_data = d.payload > 0
         cand = ok & (bound > 0) & (has_data | tcpctl)
         unbound = ok & (bound == 0) & has_data
         if unbound.any():
             cand |= unbound & self._probing(uids, unbound)
+        syn_only = ok & tcp & (bound == 0) & ((d.flags & (SYN | ACK)) == SYN)
+        for uid, a_to_b in zip(uids[syn_only].tolist(), fwd[syn_only].tolist(), strict=True):
+            self.syn_client[uid] = a_to_b  # who opened an unbound connection
         idx = np.flatnonzero(cand)
         if not len(idx):
             return
@@ -127,46 +143,47 @@ class AppEngine:
         poff = l4 + doff
         avail = np.clip(np.minimum(d.payload[idx], end - poff), 0, None)
         seq = np.zeros(len(idx), dtype=np.int64)
+        ack = np.zeros(len(idx), dtype=np.int64)
         if is_tcp.any():
             t = np.flatnonzero(is_tcp)
-            a = tcp_at[t] + 4
-            seq[t] = (
-                (u8[a].astype(np.int64) << 24)
-                | (u8[a + 1].astype(np.int64) << 16)
-                | (u8[a + 2].astype(np.int64) << 8)
-                | u8[a + 3]
-            )
+            seq[t] = _be32(u8, tcp_at[t] + 4)
+            ack[t] = _be32(u8, tcp_at[t] + 8)
         mv = memoryview(raw.buf)
         cols = zip(
             idx.tolist(),
             uids[idx].tolist(),
             fwd[idx].tolist(),
-            bound[idx].tolist(),
             is_tcp.tolist(),
             poff.tolist(),
             avail.tolist(),
             d.payload[idx].tolist(),
             seq.tolist(),
+            ack.tolist(),
             strict=True,
         )
-        for i, uid, a_to_b, dec_i, tcp, off, n, wire_n, sq in cols:
-            st = self.flows.get(uid)
-            if st is None:
-                st = self._new_flow(d, i, uid, a_to_b, dec_i, bool(tcp))
-                if st is None:
+        flows = self.flows
+        for i, uid, a_to_b, is_t, off, n, wire_n, sq, ak in cols:
+            if uid in flows:
+                st = flows[uid]
+                if st is None:  # unbound flow whose probing failed
                     continue
-            if st.decoder is None:
-                continue
+            else:
+                st = self._new_flow(d, i, uid, a_to_b, bool(is_t))
             data = bytes(mv[off : off + n])
+            if st.decoder is None and (
+                not data or not self._probe(st, uid, data, a_to_b == st.client_is_a)
+            ):
+                continue
+            pk = self._pkt(d, i)
             if n < wire_n:
-                self._weird(d, i, st, "truncated_payload", f"{n} of {wire_n} payload bytes")
-                if tcp:  # the stream has a hole now
+                self._weird(pk, st, "truncated_payload", f"{n} of {wire_n} payload bytes")
+                if is_t:  # the stream has a hole now
                     st.streams[0 if a_to_b else 1].reset()
                     continue
-            if tcp:
-                self._tcp(d, i, st, a_to_b, int(d.flags[i]), sq, data, emit)
+            if is_t:
+                self._tcp(pk, st, a_to_b, int(d.flags[i]), sq, ak, data, emit)
             elif data:
-                self._udp(d, i, st, a_to_b, data, emit)
+                self._udp(pk, st, a_to_b, data, emit)
 
     def _probing(self, uids: np.ndarray, unbound: np.ndarray) -> np.ndarray:
         """Mask of unbound packets still worth probing (flow unknown or still probing)."""
@@ -178,54 +195,60 @@ class AppEngine:
         return np.isin(uids, np.array(keep, dtype=np.uint64))
 
     # -- flow state ---------------------------------------------------------------------------
-    def _new_flow(
-        self, d: Decoded, i: int, uid: int, a_to_b: bool, dec_i: int, tcp: bool
-    ) -> AppFlow | None:
-        sp, dp = int(d.sport[i]), int(d.dport[i])
+    def _new_flow(self, d: Decoded, i: int, uid: int, a_to_b: bool, tcp: bool) -> AppFlow:
+        """State for a new flow: who the client is, and the decoder of the server's port.
+
+        The client is the SYN sender when the handshake was seen; otherwise the side whose
+        port is not bound (both bound: the lower port is the server's). A binding on the
+        client's own (ephemeral) port never chooses the decoder.
+        """
+        sp, dp = int(d.sport[i]) & 0xFFFF, int(d.dport[i]) & 0xFFFF
         cid = community_id(_packed(d, i, "src"), _packed(d, i, "dst"), int(d.proto[i]), sp, dp)
         flow = AppFlow(None, None, cid, f"C{uid:016x}")
+        row = 0 if tcp else 1
+        client: bool | None = None  # True: this packet's sender is the client
+        if tcp and int(d.flags[i]) & (SYN | ACK) == SYN:
+            client = True
+        elif uid in self.syn_client:
+            client = self.syn_client.pop(uid) == a_to_b
+        at_s, at_d = int(self.table[row, sp]), int(self.table[row, dp])
+        if client is None:
+            if at_d and (not at_s or dp <= sp):
+                client = True
+            elif at_s:
+                client = False
+            else:
+                client = True  # unbound: the first sender (probing decides the protocol)
+        flow.client_is_a = a_to_b if client else not a_to_b
+        dec_i = at_d if client else at_s
         if dec_i:
-            cls = self.decoders[dec_i - 1]
-            flow.decoder = cls()
-            row = 1 if not tcp else 0
-            server_is_dst = self.table[row, dp] == dec_i
-            flow.client_is_a = a_to_b if server_is_dst else not a_to_b
-            if tcp and int(d.flags[i]) & (SYN | ACK) == SYN:
-                flow.client_is_a = a_to_b
-        else:  # unbound: the first payload sender is taken as the client, then probe
-            flow.client_is_a = a_to_b
-            self.flows[uid] = flow
-            return self._probe(d, i, flow, uid)
+            flow.decoder = self.decoders[dec_i - 1]()
         self.flows[uid] = flow
         return flow
 
-    def _probe(self, d: Decoded, i: int, flow: AppFlow, uid: int) -> AppFlow | None:
-        raw = d.raw
-        off = int(d.l4[i]) + ((raw.buf[int(d.l4[i]) + 12] >> 4) * 4 if int(d.proto[i]) == 6 else 8)
-        n = max(0, min(int(d.payload[i]), int(raw.data_off[i]) + int(raw.caplen[i]) - off))
-        data = bytes(memoryview(raw.buf)[off : off + n])
-        from_client = True
+    def _probe(self, flow: AppFlow, uid: int, data: bytes, from_client: bool) -> bool:
+        """Content recognition on an unbound flow's payload; True when a decoder took it."""
         for cls in self.probers:
             try:
                 hit = cls.probe(data, from_client)
-            except Exception:  # a probe must not break the engine
+            except Exception:
                 hit = False
             if hit:
                 flow.decoder = cls()
-                return flow
+                return True
         flow.probes += 1
         if flow.probes >= PROBE_PACKETS:
             self.flows[uid] = None
-        return flow
+        return False
 
     def _tcp(
         self,
-        d: Decoded,
-        i: int,
+        pk: Pkt,
         st: AppFlow,
         a_to_b: bool,
         flags: int,
         seq: int,
+        ack: int,
         data: bytes,
         emit: Callable[[OtEvent | Weird], None],
     ) -> None:
@@ -234,36 +257,59 @@ class AppEngine:
             stream.syn(seq)
             if not flags & ACK:
                 st.client_is_a = a_to_b
+        if flags & ACK:  # the peer has these bytes: a hole below it will never fill
+            peer = st.streams[1 if a_to_b else 0]
+            whole, chunks = peer.acked(ack)
+            if not whole:
+                self.stats.gaps += 1
+                self._weird(pk, st, "tcp_content_gap", "bytes acknowledged but not captured")
+                self._deliver(st, peer, not a_to_b, chunks, emit)
         if not data or stream.dead:
             return
-        if not stream.feed(seq, data):
+        whole, chunks = stream.feed(seq, data, pk)
+        if not whole:
             self.stats.gaps += 1
-            self._weird(d, i, st, "tcp_content_gap", "missing bytes, stream resynchronised")
+            self._weird(pk, st, "tcp_content_gap", "missing bytes, stream resynchronised")
+        self._deliver(st, stream, a_to_b, chunks, emit)
+
+    def _deliver(
+        self,
+        st: AppFlow,
+        stream: Stream,
+        a_to_b: bool,
+        chunks: list[tuple[bytes, Any]],
+        emit: Callable[[OtEvent | Weird], None],
+    ) -> None:
+        """Parse after each delivered chunk: messages carry the packet that completed them."""
         from_client = a_to_b == st.client_is_a
-        dec = st.decoder
-        assert dec is not None
-        while stream.buf:
-            try:
-                used, msgs = dec.parse(bytes(stream.buf), from_client)
-            except Exception as exc:
-                self._decode_error(d, i, st, exc)
-                stream.reset()
+        for data, pk in chunks:
+            dec = st.decoder
+            if dec is None or stream.dead:
                 return
-            if used <= 0 and not msgs:
-                if len(stream.buf) > dec.max_buffer:
-                    self._weird(d, i, st, "pdu_too_large", f"{len(stream.buf)} bytes unparsed")
+            stream.buf += data
+            while stream.buf:
+                try:
+                    used, msgs = dec.parse(bytes(stream.buf), from_client)
+                except Exception as exc:
+                    self._decode_error(pk, st, exc)
                     stream.reset()
-                break
-            stream.consume(max(used, 0))
-            for m in msgs:
-                self._event(d, i, st, a_to_b, m, emit)
-            if used <= 0:
-                break
+                    break
+                if used <= 0 and not msgs:
+                    if len(stream.buf) > dec.max_buffer:
+                        self._weird(pk, st, "pdu_too_large", f"{len(stream.buf)} bytes unparsed")
+                        stream.reset()
+                    break
+                stream.consume(max(used, 0))
+                for reason, detail in dec.take_notes():
+                    self._weird(pk, st, reason, detail)
+                for m in msgs:
+                    self._event(pk, st, m, emit)
+                if used <= 0:
+                    break
 
     def _udp(
         self,
-        d: Decoded,
-        i: int,
+        pk: Pkt,
         st: AppFlow,
         a_to_b: bool,
         data: bytes,
@@ -274,34 +320,28 @@ class AppEngine:
         try:
             msgs = dec.datagram(data, a_to_b == st.client_is_a)
         except Exception as exc:
-            self._decode_error(d, i, st, exc)
+            self._decode_error(pk, st, exc)
             return
+        for reason, detail in dec.take_notes():
+            self._weird(pk, st, reason, detail)
         for m in msgs:
-            self._event(d, i, st, a_to_b, m, emit)
+            self._event(pk, st, m, emit)
 
-    def _decode_error(self, d: Decoded, i: int, st: AppFlow, exc: Exception) -> None:
+    def _decode_error(self, pk: Pkt, st: AppFlow, exc: Exception) -> None:
         if isinstance(exc, DecodeError):
             name, detail = exc.reason, exc.detail
         else:
             name, detail = "decoder_exception", f"{type(exc).__name__}: {exc}"
         st.errors += 1
-        self._weird(d, i, st, name, detail)
+        self._weird(pk, st, name, detail)
         if st.errors >= MAX_ERRORS:
-            self._weird(d, i, st, "too_many_decode_errors", f"{st.errors} errors: flow dropped")
+            self._weird(pk, st, "too_many_decode_errors", f"{st.errors} errors: flow dropped")
             for s in st.streams:
                 s.dead = True
             st.decoder = None
 
     # -- output -------------------------------------------------------------------------------
-    def _event(
-        self,
-        d: Decoded,
-        i: int,
-        st: AppFlow,
-        a_to_b: bool,
-        m: Msg,
-        emit: Callable[[OtEvent | Weird], None],
-    ) -> None:
+    def _event(self, pk: Pkt, st: AppFlow, m: Msg, emit: Callable[[OtEvent | Weird], None]) -> None:
         dec = st.decoder
         assert dec is not None
         st.count += 1
@@ -316,8 +356,8 @@ class AppEngine:
                 q2 = st.pending.get(m.match) if m.match is not None else st.fifo
                 if q2:
                     request_uid = q2.popleft()
-        src, s_ep = self._endpoint(d, i, "src")
-        dst, d_ep = self._endpoint(d, i, "dst")
+        src, s_ep = pk.src
+        dst, d_ep = pk.dst
         summary = st.summary
         summary.setdefault("app_proto", dec.name)
         for key, dest in (("sni", "sni"), ("host", "http_host")):
@@ -325,13 +365,13 @@ class AppEngine:
                 summary[dest] = m.attrs[key]
         ev = OtEvent(
             uid=uid,
-            ts=int(d.raw.ts_ns[i]),
+            ts=pk.ts,
             protocol=dec.name,
             direction=m.direction,
             src_ip=src,
-            src_port=int(d.sport[i]),
+            src_port=pk.sport,
             dst_ip=dst,
-            dst_port=int(d.dport[i]),
+            dst_port=pk.dport,
             community_id=st.cid,
             flow_uid=st.uid,
             vantage=self.vantage,
@@ -357,19 +397,23 @@ class AppEngine:
         by[dec.name] = by.get(dec.name, 0) + 1
         emit(ev)
 
-    def _weird(self, d: Decoded, i: int, st: AppFlow, name: str, detail: str) -> None:
+    def _weird(self, pk: Pkt, st: AppFlow, name: str, detail: str) -> None:
         self.stats.weird += 1
         layer = st.decoder.name if st.decoder is not None else "app"
         self.weirds.append(
             Weird(
-                int(d.raw.ts_ns[i]),
-                name,
-                layer,
-                f"{detail} (flow {st.uid})",
-                self.file,
-                d.raw.first_frame + i,
-                self.vantage,
+                pk.ts, name, layer, f"{detail} (flow {st.uid})", self.file, pk.frame, self.vantage
             )
+        )
+
+    def _pkt(self, d: Decoded, i: int) -> Pkt:
+        return Pkt(
+            int(d.raw.ts_ns[i]),
+            d.raw.first_frame + i,
+            self._endpoint(d, i, "src"),
+            self._endpoint(d, i, "dst"),
+            int(d.sport[i]),
+            int(d.dport[i]),
         )
 
     def take_weirds(self) -> list[Weird]:
@@ -402,10 +446,20 @@ class AppEngine:
         out: dict[int, dict[str, Any]] = {}
         flows = self.flows
         for u in uid_hashes:
+            self.syn_client.pop(u, None)
             st = flows.pop(u, None)
             if st is not None and st.summary:
                 out[u] = st.summary
         return out
+
+
+def _be32(u8: np.ndarray, at: np.ndarray) -> np.ndarray:
+    return (
+        (u8[at].astype(np.int64) << 24)
+        | (u8[at + 1].astype(np.int64) << 16)
+        | (u8[at + 2].astype(np.int64) << 8)
+        | u8[at + 3]
+    )
 
 
 def _packed(d: Decoded, i: int, side: str) -> bytes:

@@ -28,4 +28,13 @@ def decoder_names() -> list[str]:
     """Names of the registered decoders (the ``decoders`` stage entry point)."""
     return sorted(str(k) for k in APP_DECODERS)
 
-__all__ = ["APP_DECODERS", "AppDecoder", "DecodeError", "Msg", "decoder_names", "load_all", "register"]
+
+__all__ = [
+    "APP_DECODERS",
+    "AppDecoder",
+    "DecodeError",
+    "Msg",
+    "decoder_names",
+    "load_all",
+    "register",
+]

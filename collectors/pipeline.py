@@ -24,7 +24,7 @@ from collectors.decode import (
 )
 from collectors.flowemit import Emitter
 from collectors.flowtable import FlowTable
-from collectors.pcapio import CaptureReader
+from collectors.pcapio import CaptureReader, RawBatch
 from parkwatch.config import Settings
 from parkwatch.schema import ArpEvent, FlowRecord, Record, Weird
 from parkwatch.schema.columns import Columns
@@ -136,28 +136,52 @@ class FlowPipeline:
             st.captures += 1
             with CaptureReader(path, batch_bytes=self.settings.flows.batch_bytes) as reader:
                 seen_weirds = 0
-                if self.apps is not None:
-                    self.apps.file = reader.name
                 for raw in reader.batches():
-                    d = decode(raw)
-                    ended = self.table.add(d)  # may turn orphan fragments into weirds
-                    self._facts(d, reader.name, emit)
-                    if self.apps is not None:
-                        ended = self._decode_apps(d, ended, emit)
-                    if len(ended):
-                        flows(ended)
+                    self.feed(raw, reader.name, emit, flows)
                     seen_weirds = self._capture_weirds(reader, seen_weirds, emit)
                     if progress is not None:
                         progress(len(raw), reader.consumed)
                 self._capture_weirds(reader, seen_weirds, emit)
-        ended = self.table.flush()
+        self.finish(flows)
+        st.seconds = time.perf_counter() - t0
+        return st
+
+    def feed(
+        self,
+        raw: RawBatch,
+        name: str,
+        emit: Callable[[Record], None],
+        flows: Callable[[Columns[FlowRecord]], None],
+    ) -> None:
+        """One batch of packets read from capture ``name`` (live collectors call this)."""
+        d = decode(raw)
+        ended = self.table.add(d)  # may turn orphan fragments into weirds
+        self._facts(d, name, emit)
         if self.apps is not None:
-            ended = self._annotate(ended)
+            self.apps.file = name
+            ended = self._decode_apps(d, ended, emit)
         if len(ended):
             flows(ended)
+
+    def advance(self, now_ns: int, flows: Callable[[Columns[FlowRecord]], None]) -> None:
+        """No packets for a while (a quiet live link): move the clock so idle flows end."""
+        table = self.table
+        if now_ns <= table.now:
+            return
+        table.now = now_ns
+        table._expire()
+        ended = self._annotate(table._release(table._watermark()))
+        if len(ended):
+            flows(ended)
+
+    def finish(self, flows: Callable[[Columns[FlowRecord]], None]) -> RunStats:
+        """End of input: end every open flow; the run's counters."""
+        ended = self._annotate(self.table.flush())
+        if len(ended):
+            flows(ended)
+        st = self.stats
         st.flows = self.table.stats.flows
         st.evicted = self.table.stats.evicted
-        st.seconds = time.perf_counter() - t0
         return st
 
     def _decode_apps(

@@ -106,10 +106,32 @@ class EvidenceBook:
         return f
 
 
+def _all(entries: list[dict[str, Any]], key: str) -> list[Any]:
+    """Every value of ``key`` in ``entries`` (correlation alerts list the distinct values)."""
+    out: list[Any] = []
+    for e in entries:
+        v = e.get(key)
+        if isinstance(v, list | tuple):
+            out.extend(x for x in v if x is not None)
+        elif v is not None:
+            out.append(v)
+    return out
+
+
+def _ints(values: list[Any]) -> list[int]:
+    out = []
+    for v in values:
+        try:
+            out.append(int(v))
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
 def verdict(category: str, f: Facts) -> tuple[bool | None, str]:
     """(defended, why) for an incident of ``category`` with facts ``f``."""
     ev = f.alert_evidence
-    logins = [e.get("login") for e in ev if e.get("login")]
+    logins = [str(x) for x in _all(ev, "login")]
     if category == "brute_force" or logins:
         if f.login_success or "success" in logins:
             return False, "a login succeeded"
@@ -117,12 +139,7 @@ def verdict(category: str, f: Facts) -> tuple[bool | None, str]:
             return True, f"{len(logins)} failed logins, none succeeded"
     refused = [r for r in f.responses if r[0] is not None]
     accepted = [r for r in f.responses if r[0] is None]
-    statuses: list[int] = []
-    for r in f.responses:
-        try:
-            statuses.append(int(r[1]["status"]))
-        except (KeyError, TypeError, ValueError):
-            continue
+    statuses = _ints([r[1].get("status") for r in f.responses])
     if statuses and all(s in (401, 403) for s in statuses):
         return True, f"every response refused with HTTP {sorted(set(statuses))}"
     if statuses and any(200 <= s < 300 for s in statuses) and category == "exploit":
@@ -132,25 +149,27 @@ def verdict(category: str, f: Facts) -> tuple[bool | None, str]:
     if refused and not accepted:
         codes = sorted({r[0] for r in refused if r[0] is not None})
         return True, f"every answered request was refused (codes {codes})"
-    ex_codes = [int(e["exception_code"]) for e in ev if e.get("exception_code") is not None]
+    ex_codes = _ints(_all(ev, "exception_code"))
     if ex_codes and category not in ("dos",):
         return True, f"the target answered with error codes {sorted(set(ex_codes))}"
-    states = [x.get("conn_state") for x in (*f.flows, *ev) if x.get("conn_state")]
+    facts = [*f.flows, *ev]
+    states = [str(s) for s in _all(facts, "conn_state")]
     if states:
-        if all(s in NO_EXCHANGE for s in states) and not any(
-            "h" in str(x.get("history", "")).lower() and x.get("resp_payload_bytes", 0)
-            for x in (*f.flows, *ev)
-        ):
-            answered = [s for s in states if s == "REJ"]
+        answered = any("h" in str(h).lower() for h in _all(facts, "history"))
+        payload_back = any(int(x) > 0 for x in _ints(_all(facts, "resp_payload_bytes")))
+        if all(s in NO_EXCHANGE for s in states) and not (answered and payload_back):
+            rej = sum(1 for s in states if s == "REJ")
             why = "no connection was ever established"
-            return True, why + (f" ({len(answered)} rejected)" if answered else "")
-        both = [
-            x
-            for x in (*f.flows, *ev)
-            if x.get("orig_payload_bytes", 0) and x.get("resp_payload_bytes", 0)
-        ]
+            return True, why + (f" ({rej} rejected)" if rej else "")
+        both = any(
+            _ints(_all([x], "orig_payload_bytes"))
+            and _ints(_all([x], "resp_payload_bytes"))
+            and max(_ints(_all([x], "orig_payload_bytes"))) > 0
+            and max(_ints(_all([x], "resp_payload_bytes"))) > 0
+            for x in facts
+        )
         if both and category in ("c2", "exfiltration", "lateral_movement", "exploit"):
             return False, "sessions with payload in both directions"
-        if category in ("recon_scan",) and any(s not in NO_EXCHANGE for s in states):
+        if category == "recon_scan" and any(s not in NO_EXCHANGE for s in states):
             return False, "the target answered (open ports or services found)"
     return None, "not enough evidence either way"

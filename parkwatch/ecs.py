@@ -83,6 +83,20 @@ EVENT: dict[str, str] = {
     "ja3": "tls.client.ja3",
     "tls_version": "tls.version",
     "user": "user.name",
+    "name": "dns.question.name",
+    "qtype": "dns.question.type_code",
+    "login": "event.outcome_login",
+    "auth_scheme": "http.request.auth_scheme",
+    "share": "file.share",
+    "filename": "file.name",
+    "iin_flags": "ics.dnp3.iin_flags",
+    "class": "ics.cip.class",
+    "mei_type": "ics.modbus.mei_type",
+    "subfunction": "ics.subfunction",
+    "topics": "ics.mqtt.topics",
+    "identity_token": "ics.opcua.identity_token",
+    "security_mode": "ics.opcua.security_mode",
+    "pi_service": "ics.s7.pi_service",
 }
 """OtEvent fields (attrs keys not listed map to ``ics.attrs.<key>``)."""
 

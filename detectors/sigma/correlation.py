@@ -26,7 +26,9 @@ expired groups, or on :meth:`Correlator.flush`).
 De-duplication: a sliding-window group fires when its condition becomes true and is then muted
 until the condition is false again (the group's count fell below the threshold as hits
 expired, or the group expired); a long scan therefore gives one alert, a scan that pauses for
-longer than the timespan and restarts gives another. ``temporal_ordered`` restarts its chain
+longer than the timespan and restarts gives another. A ``temporal`` group is also re-armed once
+every hit of its last firing has left the window (a second write long after the first fires
+again even when the condition never turned false in between). ``temporal_ordered`` restarts its chain
 after firing; a tumbling window fires at most once.
 
 Memory: per group at most threshold+1 hits (events, or distinct values with their latest hit)
@@ -93,6 +95,7 @@ class _Group:
     start: int = 0
     count: int = 0
     armed: bool = True
+    fired_ts: int = 0  # newest hit time of the last firing
     events: deque[Hit] = field(default_factory=deque)
     values: OrderedDict[Any, Hit] = field(default_factory=OrderedDict)
     latest: dict[int, Hit] = field(default_factory=dict)
@@ -211,6 +214,8 @@ class Correlator:
                 ok = _eval(self.extended, present)
             else:
                 ok = _holds(self.op, len(present), self.count)
+            if not g.armed and g.fired_ts <= low:  # what fired last time has expired
+                g.armed = True
             return self._arm(key, g, ok, len(present), hits)
         if t is SigmaCorrelationType.EVENT_COUNT:
             g.count += 1
@@ -246,6 +251,7 @@ class Correlator:
         if not g.armed:
             return None
         g.armed = False
+        g.fired_ts = max((h.ts for h in hits), default=g.newest)
         return self._fired(key, n, hits)
 
     def _ordered(

@@ -28,8 +28,8 @@ until the condition is false again (the group's count fell below the threshold a
 expired, or the group expired); a long scan therefore gives one alert, a scan that pauses for
 longer than the timespan and restarts gives another. A ``temporal`` group is also re-armed once
 every hit of its last firing has left the window (a second write long after the first fires
-again even when the condition never turned false in between). ``temporal_ordered`` restarts its chain
-after firing; a tumbling window fires at most once.
+again even when the condition never turned false in between). ``temporal_ordered`` restarts
+its chain after firing; a tumbling window fires at most once.
 
 Memory: per group at most threshold+1 hits (events, or distinct values with their latest hit)
 are kept, at most ``max_groups`` groups (least recently hit dropped first, counted), and

@@ -145,6 +145,10 @@ class Correlator:
             self.book.watch(a)
             self._pending.append(a)
 
+    def forget_before(self, ts: int) -> None:
+        """Drop alerts older than ``ts`` from memory (a long-running correlator's bound)."""
+        self._pending = [a for a in self._pending if a.ts >= ts]
+
     def incidents(self) -> list[Incident]:
         """Group every alert added so far (deterministic: sorted by time, then uid).
 

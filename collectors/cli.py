@@ -5,20 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
 
-import collectors.services  # noqa: F401  (port bindings)
-from collectors.pcapio import CaptureReader
-from collectors.pipeline import FlowPipeline, RunStats
-from parkwatch.config import load_settings
 from parkwatch.errors import CaptureError
-from parkwatch.schema import FlowRecord, Record
-from parkwatch.schema.columns import Columns
-from parkwatch.sinks import SINKS
-from parkwatch.topology import load_topology
+
+if TYPE_CHECKING:
+    from collectors.pipeline import FlowPipeline, RunStats
+    from parkwatch.schema import FlowRecord, Record
+    from parkwatch.schema.columns import Columns
 
 
 @click.command("flows")
@@ -80,6 +76,18 @@ def flows_command(
 
     A summary line (packets, flows, weird, seconds, packets/s) goes to stderr.
     """
+    # The flow collector does no linear algebra: without this, importing numpy starts an
+    # OpenBLAS thread per core, a measurable share of a short run's CPU time. Imports are
+    # here, not at the top, so that ``--help`` and argument errors stay instant.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from pathlib import Path
+
+    import collectors.services  # noqa: F401  (port bindings)
+    from collectors.pipeline import FlowPipeline
+    from parkwatch.config import load_settings
+    from parkwatch.sinks import SINKS
+    from parkwatch.topology import load_topology
+
     settings = load_settings(config, vantage=vantage, topology=Path(topology) if topology else None)
     topo = load_topology(settings.topology)
     topo.vantage(settings.vantage)  # an unknown vantage id is an error (named ids listed)
@@ -113,6 +121,8 @@ def flows_command(
 
 def check_captures(captures: tuple[str, ...] | list[str]) -> None:
     """Check every capture's header before any output is written."""
+    from collectors.pcapio import CaptureReader
+
     for path in captures:
         if path != "-" and not os.path.exists(path):
             raise CaptureError("no such capture file", file=path)

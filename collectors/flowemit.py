@@ -17,13 +17,13 @@ import numpy as np
 
 import collectors.services  # noqa: F401  (port bindings)
 from collectors.communityid import ICMP4_PAIRS, ICMP4_REQUESTS, ICMP6_PAIRS, ICMP6_REQUESTS
-from collectors.slots import LETTERS, NEVER, NL
+from collectors.slots import LETTERS, NEVER, NL, Vocab
 from parkwatch.registry import PORT_BINDINGS, app_proto_for
 from parkwatch.schema import FlowRecord
 from parkwatch.schema.columns import Columns
 
 if TYPE_CHECKING:
-    from collectors.slots import Slots
+    from collectors.slots import SlotRows, Slots
     from parkwatch.topology import Topology
 
 FIN, SYN, RST = 1, 2, 4
@@ -95,19 +95,22 @@ class Emitter:
     def __init__(self, vantage: str, topology: Topology) -> None:
         self.vantage = vantage
         self.topology = topology
-        self._ip: dict[Any, tuple[str, str | None, str | None, str | None]] = {}
-        self._mac: dict[int, str | None] = {}
+        self._ip = Vocab(4, 200_000)  # address -> text, enterprise, zone, role
+        self._mac = Vocab(1, 100_000)  # MAC (0: none) -> text or None
         self._hist: dict[bytes, str] = {}
-        self._app: dict[int, str | None] = {}
+        self._app = Vocab(1, 1 << 20)  # proto << 16 | port -> app_proto
         self._server = _server_ports()
         seed = int.from_bytes(vantage.encode()[:8].ljust(8, b"\0"), "little")
         self._seed = np.uint64(seed ^ 0x5052_4B57_4154_4348)
 
-    def columns(self, s: Slots, idx: np.ndarray, why: str) -> Columns[FlowRecord]:
+    def columns(
+        self, s: Slots | SlotRows, idx: np.ndarray, why: str | np.ndarray
+    ) -> Columns[FlowRecord]:
         """Flow records for slots ``idx`` ending for reason ``why``, as columns.
 
-        ``why`` may be ``expired`` (resolved to rst / fin / idle_timeout) or
-        ``end_of_capture`` (rst / fin when the flow had closed, else end_of_capture).
+        ``why`` (one for all, or an object array with one per row) may be ``expired``
+        (resolved to rst / fin / idle_timeout) or ``end_of_capture`` (rst / fin when the flow
+        had closed, else end_of_capture).
         """
         if not len(idx):
             return Columns.concat(FlowRecord, [])
@@ -132,17 +135,20 @@ class Emitter:
         l2_o, l2_r = pair(s.l2bytes)
         fl_o, fl_r = pair(s.flags)
         ver = s.ver[idx]
+        for vocab in (self._ip, self._mac):
+            vocab.trim()
         ends = [
             self._endpoints(ver, getattr(s, side + "_hi")[idx], getattr(s, side + "_lo")[idx])
             for side in ("a", "b")
         ]
-        src, dst = orient(ends[0], ends[1])  # (4, n): text, enterprise, zone, role
+        src_c, dst_c = orient(ends[0], ends[1])
+        src = [col[src_c] for col in self._ip.cols]  # text, enterprise, zone, role
+        dst = [col[dst_c] for col in self._ip.cols]
         sport, dport = orient(s.a_port[idx], s.b_port[idx])
-        macs = [
-            self._macs(np.where(s.has_mac[idx], getattr(s, "mac_" + side)[idx], 0))
-            for side in ("a", "b")
-        ]
-        smac, dmac = orient(macs[0], macs[1])
+        has_mac = s.has_mac[idx]
+        macs = [self._macs(np.where(has_mac, getattr(s, "mac_" + side)[idx], 0)) for side in "ab"]
+        smac_c, dmac_c = orient(macs[0], macs[1])
+        mac_text = self._mac.cols[0]
         n = len(idx)
         data: dict[str, np.ndarray] = {
             "uid": _obj(self._uids(s, idx)),
@@ -155,11 +161,9 @@ class Emitter:
             "dst_port": dport,
             "proto": proto,
             "community_id": _obj(self._community_ids(s, idx, orig_b)),
-            "conn_state": _obj(
-                _conn_state(hist, orig_b, proto, pk_o, pk_r, pl_o, pl_r, fl_o, fl_r)
-            ),
-            "history": _obj(self._history_keys(hist, orig_b, orig_b != first_b)),
-            "end_reason": _obj(_reasons(why, fl_o, fl_r)),
+            "conn_state": _conn_state(hist, orig_b, proto, pk_o, pk_r, pl_o, pl_r, fl_o, fl_r),
+            "history": self._history(hist, orig_b, orig_b != first_b),
+            "end_reason": _reasons(why, fl_o, fl_r),
             "orig_pkts": pk_o,
             "orig_bytes": by_o,
             "orig_payload_bytes": pl_o,
@@ -172,8 +176,8 @@ class Emitter:
             "resp_flags": _FLAG_OBJ[fl_r],
             "vlan": _optional(s.vlan[idx]),
             "vlan_inner": _optional(s.vlan_inner[idx]),
-            "src_mac": smac,
-            "dst_mac": dmac,
+            "src_mac": mac_text[smac_c],
+            "dst_mac": mac_text[dmac_c],
             "app_proto": self._app_protos(proto, dport),
             "sni": np.full(n, None, dtype=object),
             "http_host": np.full(n, None, dtype=object),
@@ -212,26 +216,30 @@ class Emitter:
         guess = np.where(icmp_req_a, False, np.where(icmp_req_b, True, guess))
         return np.where(has_s, s_b < s_a, np.where(has_h, h_a < h_b, guess))
 
-    def _history_keys(self, hist: np.ndarray, orig_b: np.ndarray, flipped: np.ndarray) -> list[str]:
+    def _history(self, hist: np.ndarray, orig_b: np.ndarray, flipped: np.ndarray) -> np.ndarray:
+        """History strings: rows of letter columns in first-occurrence order, built once per
+        distinct row (a handful per batch) and spread with one gather."""
         order_key = np.where(hist < NEVER, hist * 16 + (np.arange(2 * NL) % NL), NEVER)
         srt = np.argsort(order_key, axis=1, kind="stable").astype(np.uint8)
         srt[np.take_along_axis(order_key, srt.astype(np.int64), axis=1) == NEVER] = 255
         tail = np.stack([orig_b, flipped], axis=1).astype(np.uint8)
-        blob = np.concatenate([srt, tail], axis=1)
-        width = blob.shape[1]
-        raw = blob.tobytes()
+        blob = np.ascontiguousarray(np.concatenate([srt, tail], axis=1))
+        rows, inv = np.unique(blob.view(f"V{blob.shape[1]}").ravel(), return_inverse=True)
         cache = self._hist
-        out = []
-        for i in range(len(blob)):
-            key = raw[i * width : (i + 1) * width]
+        texts = np.empty(len(rows), dtype=object)
+        for i, key in enumerate(rows.tolist()):
             text = cache.get(key)
             if text is None:
                 text = cache[key] = _history_text(key)
-            out.append(text)
-        return out
+            texts[i] = text
+        return texts[inv.ravel()]
 
-    def _uids(self, s: Slots, idx: np.ndarray) -> list[str]:
-        return [f"C{x:016x}" for x in s.uidh[idx].tolist()]
+    def _uids(self, s: Slots | SlotRows, idx: np.ndarray) -> list[str]:
+        """``C`` and the 16 hex digits of each uid hash: one hexlify, one split."""
+        if not len(idx):
+            return []
+        hx = binascii.hexlify(s.uidh[idx].astype(">u8").tobytes(), "\n", 8).decode("ascii")
+        return ("C" + hx.replace("\n", "\nC")).split("\n")
 
     def uid_hashes(self, s: Slots, idx: np.ndarray) -> np.ndarray:
         """The uid hashes of new flows in slots ``idx`` (key and first-packet time are set):
@@ -251,46 +259,46 @@ class Emitter:
         return h
 
     def _endpoints(self, ver: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-        """(4, n) object array: address text, enterprise, zone, role of each address.
+        """Codes into ``self._ip.cols`` (address text, enterprise, zone, role) of addresses.
 
-        Cached per address; the cache key is the low 64 bits for IPv4 (an int, no tuple) and
-        (high, low) for IPv6.
+        IPv4 addresses are keyed by their low 64 bits (one searchsorted for the batch), IPv6
+        by (high, low) through a dict.
         """
-        cache = self._ip
         v6 = ver == 6
-        keys: list[Any] = lo.tolist()
-        if v6.any():
-            for i, h in zip(np.flatnonzero(v6).tolist(), hi[v6].tolist(), strict=True):
-                keys[i] = (h, keys[i])
-        for key in set(keys).difference(cache):
-            if isinstance(key, tuple):
-                h, low = key
-                raw = h.to_bytes(8, "big") + low.to_bytes(8, "big")
-                text = socket.inet_ntop(socket.AF_INET6, raw)
-                ep = self.topology.lookup_int(6, (h << 64) | low)
-            else:
-                text = socket.inet_ntoa((key & 0xFFFFFFFF).to_bytes(4, "big"))
-                ep = self.topology.lookup_int(4, key & 0xFFFFFFFF)
-            cache[key] = (text, ep.enterprise, ep.zone, ep.role)
-        rows = list(map(cache.__getitem__, keys))
-        if len(cache) > 200_000:
-            cache.clear()
-        out = np.empty((4, len(rows)), dtype=object)
-        for k, col in enumerate(zip(*rows, strict=True)):
-            out[k] = col
+        if not v6.any():
+            return self._ip.codes(lo, self._resolve4)
+        codes = np.empty(len(ver), dtype=np.int64)
+        v4 = ~v6
+        if v4.any():
+            codes[v4] = self._ip.codes(lo[v4], self._resolve4)
+        keys = list(zip(hi[v6].tolist(), lo[v6].tolist(), strict=True))
+        codes[v6] = self._ip.codes_of(keys, self._resolve6)
+        return codes
+
+    def _resolve4(self, keys: list[int]) -> list[tuple[Any, ...]]:
+        out = []
+        for key in keys:
+            value = key & 0xFFFFFFFF
+            ep = self.topology.lookup_int(4, value)
+            text = socket.inet_ntoa(value.to_bytes(4, "big"))
+            out.append((text, ep.enterprise, ep.zone, ep.role))
+        return out
+
+    def _resolve6(self, keys: list[tuple[int, int]]) -> list[tuple[Any, ...]]:
+        out = []
+        for h, low in keys:
+            text = socket.inet_ntop(socket.AF_INET6, h.to_bytes(8, "big") + low.to_bytes(8, "big"))
+            ep = self.topology.lookup_int(6, (h << 64) | low)
+            out.append((text, ep.enterprise, ep.zone, ep.role))
         return out
 
     def _macs(self, macs: np.ndarray) -> np.ndarray:
-        cache = self._mac
-        values = macs.tolist()
-        for m in set(values).difference(cache):
-            cache[m] = m.to_bytes(6, "big").hex(":") if m else None
-        if len(cache) > 100_000:
-            cache.clear()
-            return self._macs(macs)
-        return _obj(list(map(cache.__getitem__, values)))
+        """Codes into ``self._mac.cols[0]`` (text, None for 0) of MAC values."""
+        return self._mac.codes(
+            macs, lambda keys: [(m.to_bytes(6, "big").hex(":") if m else None,) for m in keys]
+        )
 
-    def _community_ids(self, s: Slots, idx: np.ndarray, orig_b: np.ndarray) -> list[str]:
+    def _community_ids(self, s: Slots | SlotRows, idx: np.ndarray, orig_b: np.ndarray) -> list[str]:
         """Community ID v1 for every flow: inputs packed with numpy, one sha1 per flow."""
         proto = s.proto[idx]
         a_port, b_port = s.a_port[idx], s.b_port[idx]
@@ -333,11 +341,11 @@ class Emitter:
         return out
 
     def _app_protos(self, proto: np.ndarray, port: np.ndarray) -> np.ndarray:
-        keys = ((proto << 16) | (port & 0xFFFF)).tolist()
-        cache = self._app
-        for key in set(keys).difference(cache):
-            cache[key] = app_proto_for(key >> 16, key & 0xFFFF)
-        return _obj(list(map(cache.__getitem__, keys)))
+        keys = ((proto << 16) | (port & 0xFFFF)).astype(np.uint64)
+        codes = self._app.codes(
+            keys, lambda new: [(app_proto_for(k >> 16, k & 0xFFFF),) for k in new]
+        )
+        return self._app.cols[0][codes]
 
 
 def _history_text(key: bytes) -> str:
@@ -352,17 +360,25 @@ def _history_text(key: bytes) -> str:
     return text
 
 
-def _reasons(why: str, fl_o: np.ndarray, fl_r: np.ndarray) -> list[str]:
-    if why not in ("expired", "end_of_capture"):
-        return [why] * len(fl_o)
+_REASON_OBJ = np.array(["rst", "fin", "idle_timeout", "end_of_capture"], dtype=object)
+
+
+def _reasons(why: str | np.ndarray, fl_o: np.ndarray, fl_r: np.ndarray) -> np.ndarray:
+    """End reasons; ``expired`` and ``end_of_capture`` are resolved by the flows' flags."""
+    if isinstance(why, str):
+        if why not in ("expired", "end_of_capture"):
+            return np.full(len(fl_o), why, dtype=object)
+        why = np.full(len(fl_o), why, dtype=object)
+    out = why.copy()
     rst = ((fl_o | fl_r) & RST) != 0
-    if why == "expired":
-        fin = ((fl_o | fl_r) & FIN) != 0
-        out = np.where(rst, "rst", np.where(fin, "fin", "idle_timeout"))
-    else:
-        fin = ((fl_o & fl_r) & FIN) != 0
-        out = np.where(rst, "rst", np.where(fin, "fin", "end_of_capture"))
-    return out.tolist()
+    for name, fin, other in (
+        ("expired", ((fl_o | fl_r) & FIN) != 0, 2),
+        ("end_of_capture", ((fl_o & fl_r) & FIN) != 0, 3),
+    ):
+        m = why == name
+        if m.any():
+            out[m] = _REASON_OBJ[np.where(rst, 0, np.where(fin, 1, other))[m]]
+    return out
 
 
 def _conn_state(
@@ -375,7 +391,7 @@ def _conn_state(
     pl_r: np.ndarray,
     fl_o: np.ndarray,
     fl_r: np.ndarray,
-) -> list[str]:
+) -> np.ndarray:
     """Zeek's ``conn_state`` from endpoint states rebuilt out of the flags and letters."""
     ob = orig_b[:, None]
     h_o = np.where(ob, hist[:, NL:], hist[:, :NL])
@@ -411,17 +427,27 @@ def _conn_state(
             np.where(
                 np.isin(os_, (SYN_SENT, SYN_ACK_SENT))
                 | ((os_ == RESET) & (pl_o == 0) & (pl_r == 0)),
-                "REJ",
-                np.where(o_in, "RSTRH", "RSTR"),
+                _ST["REJ"],
+                np.where(o_in, _ST["RSTRH"], _ST["RSTR"]),
             ),
-            np.where(r_in, np.where(s0_like, "RSTOS0", "OTH"), "RSTO"),
-            "SF",
-            np.where(r_in, "SH", "S2"),
-            np.where(o_in, "SHR", "S3"),
-            "S0",
-            "S1",
+            np.where(r_in, np.where(s0_like, _ST["RSTOS0"], _ST["OTH"]), _ST["RSTO"]),
+            _ST["SF"],
+            np.where(r_in, _ST["SH"], _ST["S2"]),
+            np.where(o_in, _ST["SHR"], _ST["S3"]),
+            _ST["S0"],
+            _ST["S1"],
         ],
-        "OTH",
+        _ST["OTH"],
     )
-    other = np.where(pk_o > 0, np.where(pk_r > 0, "SF", "S0"), np.where(pk_r > 0, "SHR", "OTH"))
-    return np.where(proto == 6, tcp, other).tolist()
+    other = np.where(
+        pk_o > 0,
+        np.where(pk_r > 0, _ST["SF"], _ST["S0"]),
+        np.where(pk_r > 0, _ST["SHR"], _ST["OTH"]),
+    )
+    return _STATE_OBJ[np.where(proto == 6, tcp, other)]
+
+
+_STATES: tuple[str, ...] = ("REJ", "RSTRH", "RSTR", "RSTOS0", "OTH", "RSTO", "SF", "SH", "S2")
+_STATES += ("SHR", "S3", "S0", "S1")
+_ST = {name: i for i, name in enumerate(_STATES)}
+_STATE_OBJ = np.array(_STATES, dtype=object)

@@ -17,7 +17,7 @@ import numpy as np
 from collectors.decode import FRAG_FIRST, FRAG_LATER, KIND_IP, KIND_WEIRD, Decoded, weird_code
 from collectors.flowemit import Emitter
 from collectors.flowgroup import Packets, group_packets
-from collectors.slots import LETTERS, NEVER, NL, Slots
+from collectors.slots import LETTERS, NEVER, NL, SlotRows, Slots
 from parkwatch.config import FlowSettings
 from parkwatch.schema import FlowRecord
 from parkwatch.schema.columns import Columns
@@ -51,6 +51,7 @@ class FlowTable:
         self.frags: dict[tuple[int, ...], tuple[int, int, int]] = {}
         self.stats = FlowStats()
         self._pending: list[Columns[FlowRecord]] = []
+        self._ended: list[tuple[SlotRows, str]] = []  # ended flows not yet made records
         self._idle = settings.per_protocol("idle")  # ns, indexed by IP protocol
         self._active = settings.per_protocol("active")
         self._linger = int(settings.tcp_close_linger * NS)
@@ -122,11 +123,11 @@ class FlowTable:
     # -- folding ----------------------------------------------------------------------------
     def _fold(self, d: Decoded, sel: np.ndarray) -> None:
         pk = group_packets(d, sel)
-        slot_g, exact = self._lookup(pk.hg, pk.cols, pk.gstart, pk.unique_hashes)
+        slot_g, exact = self._lookup(pk, pk.hg, pk.gstart, pk.unique_hashes)
         self._segment_and_fold(pk, slot_g, exact)
 
     def _lookup(
-        self, hg: np.ndarray, cols: list[np.ndarray], gstart: np.ndarray, unique_hashes: bool
+        self, pk: Packets, hg: np.ndarray, gstart: np.ndarray, unique_hashes: bool
     ) -> tuple[np.ndarray, np.ndarray]:
         """Slot of each group's key (-1 if new) and which groups need exact-key indexing.
 
@@ -139,14 +140,14 @@ class FlowTable:
         exact = np.zeros(len(hg), dtype=bool) if unique_hashes else np.ones(len(hg), bool)
         hit = np.nonzero(slot_g >= 0)[0]
         if len(hit):
-            s, sl, at = self.slots, slot_g[hit], gstart[hit]
+            s, sl = self.slots, slot_g[hit]
             ok = np.ones(len(hit), dtype=bool)
-            for name, c in zip(KEY_NAMES, cols, strict=True):
-                ok &= getattr(s, name)[sl] == c[at]
+            for name, c in zip(KEY_NAMES, pk.key_cols(gstart[hit]), strict=True):
+                ok &= getattr(s, name)[sl] == c
             exact[hit[~ok]] = True
         if exact.any() or self.collide:
             for g in np.nonzero(exact | (slot_g < 0) if self.collide else exact)[0].tolist():
-                key = tuple(int(c[gstart[g]]) for c in cols)
+                key = tuple(int(c[0]) for c in pk.key_cols(gstart[g : g + 1]))
                 got = self.collide.get(key)
                 if got is not None:
                     slot_g[g], exact[g] = got, True
@@ -175,15 +176,18 @@ class FlowTable:
         cand |= maybe_closed & ((gap > self._linger) | pure_syn)
         splits: dict[int, str] = {}  # sorted position where a new flow starts -> why the old ended
         if cand.any():
-            groups = np.unique(gid[cand])
-            slow = groups[pk.proto[gstart[groups]] == 6]  # TCP: FIN/RST state matters
-            slow = np.union1d(
-                slow,
-                self._idle_splits(pk, groups[pk.proto[gstart[groups]] != 6], gap, first_g, splits),
+            groups = _sorted_unique(gid[cand])
+            tcp_g = pk.proto[gstart[groups]] == 6
+            slow = groups[tcp_g]  # TCP: FIN/RST state matters
+            slow = np.sort(  # two disjoint sorted sets (TCP, non-TCP groups)
+                np.concatenate((slow, self._idle_splits(pk, groups[~tcp_g], gap, first_g, splits)))
             )
             for g in slow.tolist():
                 self._exact(pk, g, int(slot_g[g]), splits)
-        seg_start = np.union1d(gstart, np.fromiter(splits, dtype=np.int64, count=len(splits)))
+        seg_start = gstart
+        if splits:
+            cuts = np.fromiter(splits, dtype=np.int64, count=len(splits))
+            seg_start = _sorted_unique(np.sort(np.concatenate((gstart, cuts))))
         seg_g = gid[seg_start]
         first_in_g = seg_start == gstart[seg_g]
         cont = first_in_g & known[seg_g]
@@ -238,7 +242,7 @@ class FlowTable:
         last_cut = np.maximum.accumulate(np.where(cut, pos, -1))
         own = last_cut >= gstart[gid]
         seg_t0 = np.where(own, ts[np.maximum(last_cut, 0)], first_g[gid])
-        too_long = np.unique(gid[mine & (ts - seg_t0 > self._active[pk.proto])])
+        too_long = _sorted_unique(gid[mine & (ts - seg_t0 > self._active[pk.proto])])
         ok = cut & ~np.isin(gid, too_long)
         self.stats.slow_groups += len(groups) - len(too_long)
         for p in np.flatnonzero(ok).tolist():
@@ -287,20 +291,21 @@ class FlowTable:
         s = self.slots
         for name, col in zip(
             ("a_hi", "a_lo", "b_hi", "b_lo", "a_port", "b_port", "proto", "vlan", "vlan_inner"),
-            pk.cols,
+            pk.key_cols(at),
             strict=True,
         ):
-            getattr(s, name)[idx] = col[at]
-        s.ver[idx] = pk.ver[at]
+            getattr(s, name)[idx] = col
+        d = pk.d
+        s.ver[idx] = pk.at(d.ver, at)
         fwd = pk.fwd[at]
         s.first_dir[idx] = np.where(fwd, 0, 1)
         s.first_frame[idx] = pk.frame[at]
         s.first_ts[idx] = pk.ts[at]
         s.uidh[idx] = self.emit.uid_hashes(s, idx)
-        src, dst = pk.src_mac[at], pk.dst_mac[at]
+        src, dst = pk.at(d.src_mac, at), pk.at(d.dst_mac, at)
         s.mac_a[idx] = np.where(fwd, src, dst)
         s.mac_b[idx] = np.where(fwd, dst, src)
-        s.has_mac[idx] = pk.has_mac[at]
+        s.has_mac[idx] = pk.at(d.has_mac, at)
 
     def _accumulate(self, pk: Packets, seg: np.ndarray, slot: np.ndarray) -> None:
         s = self.slots
@@ -356,20 +361,33 @@ class FlowTable:
             self._end(np.asarray(idx)[pick], why, reindex)
 
     def _end(self, idx: np.ndarray, why: str, reindex: bool = True) -> None:
+        """End the flows of slots ``idx``: their rows are copied (records are made for all
+        of a batch's ended flows at once, see :meth:`_emit_ended`) and the slots freed."""
         if not len(idx):
             return
-        cols = self.emit.columns(self.slots, idx, why)
         s = self.slots
+        self._ended.append((SlotRows.take(s, idx), why))
         if reindex:
             self._unindex(idx)
         s.release(idx)
+        self.stats.flows += len(idx)
+
+    def _emit_ended(self) -> None:
+        """Records of the flows ended since the last call, in the order they ended."""
+        if not self._ended:
+            return
+        rows = SlotRows.concat([r for r, _ in self._ended])
+        reasons = {why for _, why in self._ended}
+        why: str | np.ndarray = reasons.pop() if len(reasons) == 1 else np.concatenate(
+            [np.full(r.n, w, dtype=object) for r, w in self._ended]
+        )
+        self._ended = []
+        cols = self.emit.columns(rows, np.arange(rows.n), why)
         by = self.stats.by_reason
-        for name, count in zip(
-            *np.unique(cols["end_reason"].astype(str), return_counts=True), strict=True
-        ):
-            by[str(name)] = by.get(str(name), 0) + int(count)
+        names, counts = np.unique(cols["end_reason"].astype(str), return_counts=True)
+        for name, count in zip(names.tolist(), counts.tolist(), strict=True):
+            by[name] = by.get(name, 0) + count
         self._pending.append(cols)
-        self.stats.flows += len(cols)
 
     def _index(self, pk: Packets, groups: np.ndarray, slots: np.ndarray, exact: np.ndarray) -> None:
         """The newest flow of each key owns the key's index entry."""
@@ -435,6 +453,7 @@ class FlowTable:
 
     def _release(self, upto: int) -> Columns[FlowRecord]:
         """Pending flows with ``end <= upto``, in end order (stable for equal ends)."""
+        self._emit_ended()
         pend = Columns.concat(FlowRecord, self._pending)
         if not len(pend):
             self._pending = []
@@ -448,6 +467,17 @@ class FlowTable:
 _DENSE = sum(1 << (d * NL + LETTERS.index(c)) for d in (0, 1) for c in "AD")
 _RARE = ((1 << (2 * NL)) - 1) & ~_DENSE
 KEY_NAMES = ("a_hi", "a_lo", "b_hi", "b_lo", "a_port", "b_port", "proto", "vlan", "vlan_inner")
+
+
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    """The distinct values of the sorted array ``a`` (np.unique without its sort, and
+    without the import of numpy.ma that np.unique costs on first use)."""
+    if len(a) < 2:
+        return a
+    keep = np.empty(len(a), dtype=bool)
+    keep[0] = True
+    np.not_equal(a[1:], a[:-1], out=keep[1:])
+    return a[keep]
 
 
 def _same_key(s: Slots, x: int, y: int) -> bool:

@@ -8,20 +8,38 @@ a stage. Every :class:`~parkwatch.errors.ParkWatchError` becomes one line on std
 from __future__ import annotations
 
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, PackageNotFoundError, distribution, entry_points
 
 import click
 
 from parkwatch import __version__
 from parkwatch.errors import ParkWatchError
 
+GROUP = "parkwatch.commands"
+
 
 class _Group(click.Group):
     """Commands from entry points, imported only when that command runs (a slow or broken
-    stage never slows down or breaks the others)."""
+    stage never slows down or breaks the others).
 
-    def _eps(self) -> dict[str, object]:
-        return {ep.name: ep for ep in entry_points(group="parkwatch.commands")}
+    A command is looked up in parkwatch's own distribution first (reading one
+    ``entry_points.txt``); only a name it does not define costs a scan of every installed
+    distribution, done once per process. So a plugin cannot shadow a built-in command.
+    """
+
+    _all: dict[str, EntryPoint] | None = None
+
+    def _eps(self) -> dict[str, EntryPoint]:
+        if self._all is None:
+            self._all = {ep.name: ep for ep in entry_points(group=GROUP)}
+        return self._all
+
+    def _own(self, name: str) -> EntryPoint | None:
+        try:
+            eps = distribution("parkwatch").entry_points.select(group=GROUP, name=name)
+        except PackageNotFoundError:  # running from a source tree that is not installed
+            return None
+        return next(iter(eps), None)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self._eps()))
@@ -29,9 +47,9 @@ class _Group(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         cmd = super().get_command(ctx, cmd_name)
         if cmd is None:
-            ep = self._eps().get(cmd_name)
+            ep = self._own(cmd_name) or self._eps().get(cmd_name)
             if ep is not None:
-                cmd = ep.load()  # type: ignore[attr-defined]
+                cmd = ep.load()
                 self.add_command(cmd, cmd_name)
         return cmd
 

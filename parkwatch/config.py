@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from parkwatch.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class FlowSettings(BaseModel):
     """Flow-table timeouts (seconds, capture time) and memory bound."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     tcp_idle: float = Field(300.0, gt=0, description="TCP flow idle timeout (Zeek: 5 min).")
     udp_idle: float = Field(60.0, gt=0, description="UDP flow idle timeout.")
@@ -47,6 +48,8 @@ class FlowSettings(BaseModel):
 
     def per_protocol(self, kind: str) -> np.ndarray:
         """Timeouts in ns indexed by IP protocol number: ``kind`` is ``idle`` or ``active``."""
+        import numpy as np
+
         default = self.other_idle if kind == "idle" else self.other_active or self.active_timeout
         out = np.full(256, default, dtype=np.float64)
         for name, protos in (("tcp", (6,)), ("udp", (17,)), ("icmp", (1, 58))):
@@ -65,14 +68,16 @@ class FlowSettings(BaseModel):
 class Settings(BaseModel):
     """All ParkWatch settings (layers are merged by :func:`load_settings`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     vantage: str = Field("default", min_length=1, description="Vantage point / collector id.")
     topology: Path | None = Field(None, description="Park topology YAML (None: default).")
-    flows: FlowSettings = Field(default_factory=FlowSettings)
+    flows: FlowSettings = Field(default_factory=lambda: FlowSettings.model_construct())
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml  # only when there is a file: the import is a measurable part of start-up
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -124,6 +129,8 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **cli: Any)
     layers: dict[str, Any] = _read_yaml(Path(path)) if path else {}
     layers = _merge(layers, _env_layer())
     layers = _merge(layers, {k: v for k, v in cli.items() if v is not None})
+    if not layers:  # all defaults: nothing to validate, and no validator to build
+        return Settings.model_construct()
     try:
         return Settings.model_validate(layers)
     except ValidationError as exc:

@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import pydantic
-import yaml
 
 from parkwatch.errors import TopologyError
 from parkwatch.topology_model import (
@@ -234,13 +233,15 @@ class Topology:
 
 def default_topology() -> Topology:
     """The topology used without a file (see the module doc)."""
-    cidrs = list(_DEFAULT_PRIVATE)
-    doc = TopologyDocument.model_validate(
-        {
-            "park": "default",
-            "enterprises": [{"id": "default", "name": "Private address space", "cidrs": cidrs}],
-            "zones": [{"id": "internal", "kind": "it", "enterprise": "default", "cidrs": cidrs}],
-        }
+    # Built from constants with model_construct (the same models model_validate would give
+    # for this input): a run without a topology file builds no pydantic validator.
+    cidrs = tuple(ipaddress.ip_network(c) for c in _DEFAULT_PRIVATE)
+    doc = TopologyDocument.model_construct(
+        park="default",
+        enterprises=(
+            Enterprise.model_construct(id="default", name="Private address space", cidrs=cidrs),
+        ),
+        zones=(Zone.model_construct(id="internal", kind="it", enterprise="default", cidrs=cidrs),),
     )
     return Topology(doc, None, any_vantage=True)
 
@@ -278,6 +279,8 @@ def load_topology(path: str | os.PathLike[str] | None) -> Topology:
 
 def _compose(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
     """Python data from YAML text, plus the 1-based line of every node by path."""
+    import yaml  # only with a file: not part of the start-up of a run without one
+
     lines: dict[Loc, int] = {}
 
     def fail(message: str, node: yaml.Node, loc: Loc) -> TopologyError:

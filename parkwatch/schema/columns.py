@@ -117,6 +117,14 @@ def _render(col: np.ndarray, kind: str) -> list[Any]:
     values = col.tolist()
     if kind == "tsjson":
         values = [None if v is None else format_ts(v) for v in values]
+    first = values[0] if values else None
+    if (
+        values
+        and (first is None or type(first) is str)
+        and values[-1] == first
+        and values.count(first) == len(values)
+    ):
+        return [orjson.dumps(first).decode("utf-8")] * len(values)  # one value (vantage, None)
     try:  # few distinct values (states, zones, MACs): encode each once, map at C speed
         cache = {v: orjson.dumps(v).decode("utf-8") for v in set(values)}
         return list(map(cache.__getitem__, values))

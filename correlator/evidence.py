@@ -1,10 +1,11 @@
 """Evidence for the defended verdict, gathered from the facts that follow an alert.
 
 An alert names the facts it fired on (event and flow uids) and copies their key fields into
-``evidence``. What decides whether the attack worked usually comes *later*: the PLC's response
-to the write, the server's reply to the login, the flow record at connection end. The
-:class:`EvidenceBook` watches the uids alerts named and keeps only the facts about them (bounded
-memory), plus successful logins per (client, server) for brute-force verdicts.
+``evidence``. What decides whether the attack worked comes *around* it: the PLC's response to
+the write (after it), the answers to a sweep's first requests (before a correlation fires),
+the server's reply to the login, the flow record at connection end. The
+:class:`EvidenceBook` keeps recent facts of these kinds (bounded memory) and the verdict is
+taken when incidents are built.
 
 Verdict rules (one function per family; first rule that applies wins, and its reason is kept):
 - defended (True): no working exchange (no SYN-ACK / reply: S0, REJ, RSTOS0, SH, ICMP
@@ -40,29 +41,25 @@ class Facts:
 
 
 class EvidenceBook:
-    """Facts about watched uids (bounded, oldest forgotten first)."""
+    """Recent facts: every response by the request it answers, every flow by uid, successful
+    logins by (client, server) — each bounded (the oldest are forgotten first), so facts that
+    came *before* an alert (the answers to a sweep's first requests) count as well as later."""
 
-    def __init__(self) -> None:
-        self.watch_events: OrderedDict[str, None] = OrderedDict()
-        self.watch_flows: OrderedDict[str, None] = OrderedDict()
-        self.responses: dict[str, list[tuple[int | None, dict[str, Any]]]] = {}
-        self.flows: dict[str, dict[str, Any]] = {}
-        self.logins: dict[tuple[str, str], int] = {}
+    def __init__(self, limit: int = LIMIT) -> None:
+        self.limit = limit
+        self.responses: OrderedDict[str, list[tuple[int | None, dict[str, Any]]]] = OrderedDict()
+        self.flows: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.logins: OrderedDict[tuple[str, str], int] = OrderedDict()
         self.vantages_seen: set[str] = set()
 
-    def _bound(self, od: OrderedDict[str, None]) -> None:
-        while len(od) > LIMIT:
-            old, _ = od.popitem(last=False)
-            self.responses.pop(old, None)
-            self.flows.pop(old, None)
+    def _keep(self, od: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+        od[key] = value
+        od.move_to_end(key)
+        if len(od) > self.limit:
+            od.popitem(last=False)
 
     def watch(self, alert: Alert) -> None:
-        for u in alert.event_uids:
-            self.watch_events[u] = None
-        for u in alert.flow_uids:
-            self.watch_flows[u] = None
-        self._bound(self.watch_events)
-        self._bound(self.watch_flows)
+        """Kept for callers: every fact is recorded anyway (bounded)."""
 
     def observe(self, rec: Any) -> None:
         """Feed every fact (flows and events) after the detectors saw it."""
@@ -70,23 +67,30 @@ class EvidenceBook:
             if rec.vantage:
                 self.vantages_seen.add(rec.vantage)
             req = rec.request_uid
-            if rec.direction == "response" and req is not None and req in self.watch_events:
-                status = rec.attrs.get("status")
-                self.responses.setdefault(req, []).append(
-                    (rec.exception_code, {"status": status, "login": rec.attrs.get("login")})
+            if rec.direction == "response" and req is not None:
+                got = self.responses.get(req, [])
+                got.append(
+                    (
+                        rec.exception_code,
+                        {"status": rec.attrs.get("status"), "login": rec.attrs.get("login")},
+                    )
                 )
+                self._keep(self.responses, req, got)
             if rec.attrs.get("login") == "success":  # server -> client reply
-                self.logins[(rec.dst_ip, rec.src_ip)] = rec.ts
+                self._keep(self.logins, (rec.dst_ip, rec.src_ip), rec.ts)
         elif isinstance(rec, FlowRecord):
             self.vantages_seen.add(rec.vantage)
-            if rec.uid in self.watch_flows:
-                self.flows[rec.uid] = {
+            self._keep(
+                self.flows,
+                rec.uid,
+                {
                     "conn_state": rec.conn_state,
                     "history": rec.history,
                     "orig_payload_bytes": rec.orig_payload_bytes,
                     "resp_payload_bytes": rec.resp_payload_bytes,
                     "vantage": rec.vantage,
-                }
+                },
+            )
 
     def facts(self, alerts: list[Alert]) -> Facts:
         f = Facts()
@@ -168,7 +172,13 @@ def verdict(category: str, f: Facts) -> tuple[bool | None, str]:
             and max(_ints(_all([x], "resp_payload_bytes"))) > 0
             for x in facts
         )
-        if both and category in ("c2", "exfiltration", "lateral_movement", "exploit"):
+        if both and category in (
+            "c2",
+            "exfiltration",
+            "lateral_movement",
+            "exploit",
+            "policy_violation",
+        ):
             return False, "sessions with payload in both directions"
         if category == "recon_scan" and any(s not in NO_EXCHANGE for s in states):
             return False, "the target answered (open ports or services found)"

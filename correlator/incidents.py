@@ -3,8 +3,9 @@
 Grouping: alerts are taken in time order (ties by uid, so the same input gives the same
 incidents with the same ids). An alert joins the open incident with the same attacker, the
 same category and — for attacks aimed at one device (writes, commands, exploits, logins) —
-the same target, if the incident's last alert is at most ``window`` earlier; otherwise it
-opens a new incident. Alerts without attackers are keyed by their targets.
+the same target and command (function name, else rule), if the incident's last alert is at
+most ``window`` earlier; otherwise it opens a new incident. Alerts without attackers are keyed
+by their targets.
 
 Severity is the highest alert level, raised one step when the same attacker already reached an
 earlier kill-chain stage (reconnaissance -> initial access / exploit -> lateral movement / C2 ->
@@ -193,8 +194,15 @@ class Correlator:
         cat = _category(a)
         if not a.attackers:
             return ("?", cat, ",".join(sorted(a.targets)))
-        tgt = sorted(a.targets) if cat in TARGETED else ["*"]
-        return (sorted(a.attackers)[0], cat, tgt[0] if tgt else "*")
+        if cat not in TARGETED:
+            return (sorted(a.attackers)[0], cat, "*")
+        tgt = sorted(a.targets)
+        # one incident per command/write kind against one device: a refused PLC stop and an
+        # accepted restart of the same RTU are two findings with two verdicts; two rules that
+        # fire on the same command share its function name and so its incident
+        fn = a.evidence.get("function_name")
+        kind = ",".join(sorted(map(str, fn))) if isinstance(fn, list | tuple) else fn
+        return (sorted(a.attackers)[0], cat, tgt[0] if tgt else "*", str(kind or a.rule_id))
 
     def _corroborates(self, a: Alert, groups: list[_Open]) -> _Open | None:
         """The earliest incident group of one of ``a``'s attackers around ``a``'s time."""

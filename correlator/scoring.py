@@ -7,7 +7,9 @@
   category; incident precision = incidents matching some attack / incidents; false incidents
   per hour = unmatched incidents / capture hours; time to detect = first alert time of the
   earliest matching incident - attack start (clipped at 0); defended-ratio check = for attacks
-  labelled succeeded/defended, the share whose matching incident's verdict agrees.
+  labelled succeeded/defended, the share whose matching incident's verdict agrees (*the*
+  matching incident: same category first, then naming the attack's targets, then overlapping
+  its window unwidened, then the earliest — see :func:`best`).
 """
 
 from __future__ import annotations
@@ -124,6 +126,27 @@ class Score:
         }
 
 
+def best(found: Sequence[Incident], att: Attack) -> Incident:
+    """The matching incident that is *the* attack's: one naming its targets first, then one
+    overlapping its window without the 60 s widening, then the earliest."""
+    tnets = _nets(att.targets)
+
+    def names_target(i: Incident) -> bool:
+        for addr in i.targets:
+            try:
+                ip = ipaddress.ip_address(addr)
+            except ValueError:
+                continue
+            if any(ip.version == n.version and ip in n for n in tnets):
+                return True
+        return False
+
+    def overlaps(i: Incident) -> bool:
+        return i.first_seen <= att.end and att.start <= i.last_seen
+
+    return min(found, key=lambda i: (not names_target(i), not overlaps(i), i.first_seen, i.id))
+
+
 def score(
     attacks: Sequence[Attack], incidents: Sequence[Incident], duration_ns: int, name: str = ""
 ) -> Score:
@@ -148,7 +171,7 @@ def score(
         sc.ttd_s.append(max(0.0, (found[0].first_seen - att.start) / 1e9))
         if att.outcome in ("succeeded", "defended"):
             sc.outcome_labelled += 1
-            verdict = (same or found)[0].defended
+            verdict = best(same or found, att).defended
             if verdict is (att.outcome == "defended"):
                 sc.outcome_agree += 1
     sc.true_incidents = sum(1 for i in incidents if i.id in hit_inc)

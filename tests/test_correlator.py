@@ -330,3 +330,69 @@ def test_uncategorised_anomalies_corroborate_or_stay_alerts():
     by = {i.attackers: i for i in incs}
     assert by[("10.1.1.77",)].alert_count == 2
     assert by[("10.8.8.8",)].category == "policy_violation" and ("10.9.9.9",) not in by
+
+
+def test_answers_that_came_before_a_correlation_alert_count():
+    c = Correlator(PARK)
+    c.observe(_event("r1", "response", exc=None, req="q1"))  # unit 1 answered, then the alert
+    c.observe(_event("r2", "response", exc=11, req="q2"))
+    c.add([alert("a", T0, "ot_recon", "10.1.1.77", "10.1.2.11", event_uids=("q1", "q2"))])
+    (inc,) = c.incidents()
+    assert inc.defended is False and "answered without error" in inc.defended_evidence
+
+
+def test_a_refused_and_an_accepted_command_on_one_device_are_two_findings():
+    stop = alert(
+        "s",
+        T0,
+        "ot_unauthorized_command",
+        "10.2.1.9",
+        "10.2.2.10",
+        event_uids=("e1",),
+        evidence={"function_name": "stop_application"},
+    )
+    restart = alert(
+        "w",
+        T0 + 5 * S,
+        "ot_unauthorized_command",
+        "10.2.1.9",
+        "10.2.2.10",
+        event_uids=("e2",),
+        evidence={"function_name": "warm_restart"},
+    )
+    same_cmd = alert(
+        "w2",
+        T0 + 6 * S,
+        "ot_unauthorized_command",
+        "10.2.1.9",
+        "10.2.2.10",
+        event_uids=("e2",),
+        evidence={"function_name": "warm_restart"},
+    )
+    c = Correlator(PARK)
+    c.add([stop, restart, same_cmd])
+    c.observe(_event("x1", "response", exc=4, req="e1"))
+    c.observe(_event("x2", "response", exc=None, req="e2"))
+    by = {i.alert_uids[0]: i for i in c.incidents()}
+    assert len(by) == 2 and by["s"].defended is True and by["w"].defended is False
+    assert by["w"].alert_count == 2
+
+
+def test_scoring_takes_the_incident_that_names_the_attacks_target():
+    from correlator.scoring import best
+
+    att = Attack(
+        "w2",
+        "ot_unauthorized_write",
+        T0 + 15 * S,
+        T0 + 16 * S,
+        ("10.1.1.77",),
+        ("10.1.2.11",),
+        outcome="defended",
+    )
+    plc1 = incident(T0, T0 + 2 * S, ("10.1.1.77",), ("10.1.2.10",), "ot_unauthorized_write", False)
+    plc2 = incident(
+        T0 + 15 * S, T0 + 15 * S, ("10.1.1.77",), ("10.1.2.11",), "ot_unauthorized_write", True
+    )
+    assert matches(plc1, att) and best([plc1, plc2], att) is plc2
+    assert score([att], [plc1, plc2], 3600 * S).as_dict()["defended_ratio_check"]["agree"] == 1

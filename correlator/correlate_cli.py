@@ -26,7 +26,7 @@ from parkwatch.errors import ConfigError
 from parkwatch.schema import Alert, Incident, Record
 from parkwatch.store.sqlite import SqliteStore
 from parkwatch.topology import load_topology
-from parkwatch.transport.base import TransportSettings, open_transport
+from parkwatch.transport.base import open_transport
 from parkwatch.transport.worker import run_stage
 
 
@@ -100,7 +100,7 @@ def correlate_command(
     """Consume alerts (and facts), publish incidents, fill the store and the feeds."""
     settings = load_settings(config, topology=Path(topology) if topology else None)
     topo = load_topology(settings.topology)
-    ts = TransportSettings()
+    ts = settings.transport
     live = LiveCorrelator(
         Correlator(topo, parse_duration(window), Suppressions.load(suppress)), parse_duration(keep)
     )

@@ -21,7 +21,7 @@ from parkwatch.config import load_settings
 from parkwatch.durations import parse_duration
 from parkwatch.schema import Alert, FlowRecord, Record
 from parkwatch.topology import load_topology
-from parkwatch.transport.base import TransportSettings, open_transport, publish_records
+from parkwatch.transport.base import open_transport, publish_records
 from parkwatch.transport.worker import run_stage
 
 
@@ -67,7 +67,7 @@ def detect_command(
     """Consume flows and events from the transport, publish alerts (a consumer group)."""
     settings = load_settings(config, topology=Path(topology) if topology else None)
     topo = load_topology(settings.topology)
-    ts = TransportSettings()
+    ts = settings.transport
     stage = DetectionStage(
         topo,
         Path(rules) if rules else None,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from parkwatch.errors import ConfigError
+from parkwatch.transport.base import TransportSettings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -73,6 +74,10 @@ class Settings(BaseModel):
     vantage: str = Field("default", min_length=1, description="Vantage point / collector id.")
     topology: Path | None = Field(None, description="Park topology YAML (None: default).")
     flows: FlowSettings = Field(default_factory=lambda: FlowSettings.model_construct())
+    transport: TransportSettings = Field(
+        default_factory=lambda: TransportSettings.model_construct(),
+        description="Topics, producer, consumer and spool settings (parkwatch/transport).",
+    )
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 See :mod:`parkwatch.transport.base` for the interface, ``docs/TRANSPORT.md`` for the design.
 """
 
-from parkwatch.transport import kafka, memory  # noqa: F401  (register "kafka", "memory")
+# The implementations ("memory", "kafka") register when open_transport first runs, so
+# importing the settings models does not import the Kafka client.
 from parkwatch.transport.base import (
     SCHEMAS,
     TOPICS,

@@ -135,7 +135,8 @@ TRANSPORTS: Registry[Callable[[str, TransportSettings], Transport]] = Registry("
 
 def open_transport(url: str | None, settings: TransportSettings | None = None) -> Transport:
     """``None``/``memory://[name]`` -> in-process; ``kafka://host:port[,host:port]`` -> Kafka."""
-    import parkwatch.transport  # noqa: F401  (registers the implementations)
+    import parkwatch.transport.kafka
+    import parkwatch.transport.memory  # noqa: F401  (register the implementations)
 
     url = url or "memory://"
     scheme, sep, _ = url.partition("://")

@@ -166,3 +166,29 @@ def icmp(src: str, dst: str, typ: int, t: float, code: int = 0) -> Packet:
     p = Ether() / IP(src=src, dst=dst) / ICMP(type=typ, code=code, id=7, seq=1) / b"ping"
     p.time = t
     return p
+
+
+def tshark_rows(
+    path: Path, display: str, *fields: str, every: bool = True, decode_as: tuple[str, ...] = ()
+) -> list[tuple]:
+    """tshark's (time rounded to µs, ip.src, ip.dst, *fields) per frame matching ``display``.
+
+    ``every``: each field's values in the frame joined by '|' (else only the first value);
+    ``decode_as``: ``-d`` rules such as ``tcp.port==902,ssh``.
+    """
+    import shutil
+    import subprocess
+
+    tshark = shutil.which("tshark")
+    assert tshark is not None
+    cmd = [tshark, "-n", *(x for rule in decode_as for x in ("-d", rule)), "-r", str(path)]
+    cmd += ["-Y", display, "-T", "fields"]
+    cmd += ["-E", "occurrence=a", "-E", "aggregator=|"] if every else ["-E", "occurrence=f"]
+    for f in ("frame.time_epoch", "ip.src", "ip.dst", *fields):
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300).stdout
+    rows = []
+    for line in out.splitlines():
+        t, s, d, *v = line.split("\t")
+        rows.append((round(float(t), 6), s, d, *v))
+    return rows

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import random
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from scapy.layers.dns import DNS, DNSQR, DNSRR
 
 from collectors.apps.base import DecodeError
 from collectors.apps.dns import Dns, decode_message, read_name
+from tests import helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "pcaps"
@@ -133,17 +133,7 @@ def test_fuzz_only_decode_errors():
 
 
 def tshark_rows(path: Path, display: str, *fields: str) -> list[tuple]:
-    """(time, src, dst, first value of each field) per frame matching ``display``."""
-    assert TSHARK is not None
-    cmd = [TSHARK, "-n", "-r", str(path), "-Y", display, "-T", "fields", "-E", "occurrence=f"]
-    for f in ("frame.time_epoch", "ip.src", "ip.dst", *fields):
-        cmd += ["-e", f]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    rows = []
-    for line in out.splitlines():
-        t, s, d, *v = line.split("\t")
-        rows.append((round(float(t), 6), s, d, *v))
-    return rows
+    return helpers.tshark_rows(path, display, *fields, every=False)
 
 
 CAPTURES = [

@@ -165,6 +165,12 @@ CASES: list[tuple[str, Any, Any, str]] = [
         "park",
     ),
     (
+        "pw_net_syn_flood_spoofed",
+        "shared:chrissanders_packets/ppa1e_history_5bf3c57/dosattack.pcap",
+        "shared:chrissanders_packets/synscan.pcapng",
+        "default",
+    ),
+    (
         "pw_net_icmp_sweep",
         "shared:stratosphere_slips/test12-icmp-portscan.pcap",
         "sample_park",

@@ -318,6 +318,12 @@ CASES: list[tuple[str, Any, Any, str]] = [
     ),
     ("pw_ot_iec104_command_new_master", "iec104_rogue_master", "iec104_benign", "park"),
     (
+        "pw_ot_field_device_initiates_session",
+        "shared:lemay_modbus/moving_two_files_modbus_6RTU.pcap",
+        "shared:lemay_modbus/characterization_modbus_6RTU_with_operate.pcap",
+        "default",
+    ),
+    (
         "pw_ot_iec104_command_new_master",
         "iec104_rogue_master",
         "shared:iti_ics_security_tools/iec104_benign/TestDissectIec104.pcap",

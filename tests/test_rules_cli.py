@@ -94,6 +94,7 @@ def test_export_converts_every_rule(target: str) -> None:
         "esql": {"temporal_ordered"},
         "eql": set(),
     }[target]
+
     def negated_or_aliased(d: dict) -> bool:
         """Temporal correlations with a boolean condition (e.g. 'write and not read') or
         field aliases: ES|QL and EQL cannot express them."""
@@ -140,3 +141,21 @@ def _detection_fields(doc: dict) -> list[str]:
         if name != "condition" and isinstance(body, dict):
             out += list(body)
     return out
+
+
+def test_broken_rule_yaml_is_one_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.yml"
+    bad.write_text("title: x\nlogsource: [product\n")
+    from detectors.sigma.loader import RuleError, load_pack
+
+    with pytest.raises(RuleError) as exc:
+        load_pack(tmp_path)
+    assert exc.value.file == str(bad) and exc.value.line == 3
+    res = subprocess.run(
+        [sys.executable, "-m", "parkwatch.cli", "rules", "check", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode != 0 and "broken.yml:3" in res.stderr + res.stdout
+    assert "Traceback" not in res.stderr

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError
@@ -113,6 +114,18 @@ def rule_files(root: str | Path) -> list[Path]:
 def load_collection(root: str | Path | list[Path]) -> SigmaCollection:
     """All rules under ``root`` as one resolved collection (errors collected per rule)."""
     files = root if isinstance(root, list) else rule_files(root)
+    for f in files:  # YAML syntax errors first, with file and line (pySigma would raise them raw)
+        try:
+            list(yaml.safe_load_all(Path(f).read_text(encoding="utf-8")))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise RuleError(
+                f"not valid YAML: {getattr(exc, 'problem', exc)}",
+                file=str(f),
+                line=mark.line + 1 if mark else None,
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RuleError(f"cannot read rule file: {exc}", file=str(f)) from None
     try:
         return SigmaCollection.load_ruleset(list(files), collect_errors=True)
     except SigmaError as exc:  # broken correlation references surface at resolve time

@@ -172,3 +172,25 @@ def test_garbage_becomes_a_counted_weird_not_an_exception(tmp_path):
     assert res.weirds and all(w.layer == "modbus" for w in res.weirds)
     assert res.weirds[0].frame == 4
     assert any(e.address == 0 and e.direction == "request" for e in res.events)
+
+
+def test_protocol_on_a_non_standard_port_is_recognised_by_content(tmp_path):
+    c = Conv(sport=40001, dport=5020)  # Modbus/TCP on an unbound port
+    c.handshake()
+    c.pkt(True, "PA", read_req(1))
+    c.pkt(False, "PA", read_resp(1))
+    res = decode_capture(c.write(tmp_path))
+    assert [(e.protocol, e.direction, e.src_ip) for e in res.events] == [
+        ("modbus", "request", C),
+        ("modbus", "response", S),
+    ]
+    assert res.flows[0].app_proto == "modbus"
+
+
+def test_client_port_that_happens_to_be_bound_does_not_choose_the_decoder(tmp_path):
+    c = Conv(sport=2404, dport=502)  # the client's ephemeral port is IEC 104's
+    c.handshake()
+    c.pkt(True, "PA", read_req(5))
+    c.pkt(False, "PA", read_resp(5))
+    res = decode_capture(c.write(tmp_path))
+    assert {e.protocol for e in res.events} == {"modbus"} and not res.weirds

@@ -52,7 +52,8 @@ from parkwatch.transport.base import (
     publish_flows,
     publish_records,
 )
-from parkwatch.transport.spool import Spool, SpoolingTransport
+from parkwatch.transport.spool import Spool
+from parkwatch.transport.spooling import SpoolingTransport
 
 PACE_NS = 20_000_000  # realtime: packets are handed on in slices of at most 20 ms
 

@@ -21,7 +21,8 @@ from parkwatch.topology import load_topology
 from parkwatch.transport.base import TOPICS, Message, decode_message, record_id
 from parkwatch.transport.kafka import KafkaTransport
 from parkwatch.transport.memory import MemoryTransport
-from parkwatch.transport.spool import Spool, SpoolingTransport
+from parkwatch.transport.spool import Spool
+from parkwatch.transport.spooling import SpoolingTransport
 from tests.servers_kafka import fast_settings, tansu_factory, unique  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]

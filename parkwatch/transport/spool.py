@@ -18,9 +18,9 @@ off and counted in ``torn_frames``; everything before it is kept.
 
 Bound: the segment files never exceed ``max_bytes`` together. A batch that does not fit is
 dropped whole and counted (records, bytes, per topic, first and last time) — the only way
-records are lost; :class:`~parkwatch.transport.spooling.SpoolingTransport` reports the count as a ``spool_full_dropped``
-weird. ``reserve_bytes`` beyond the bound are kept for
-those reports.
+records are lost; :class:`~parkwatch.transport.spooling.SpoolingTransport` reports the count
+as a ``spool_full_dropped`` weird. ``reserve_bytes`` beyond the bound are kept for those
+reports.
 """
 
 from __future__ import annotations

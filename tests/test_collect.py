@@ -19,7 +19,8 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from collectors.collect import collect_command, parse_drops
+from collectors.collect import collect_command
+from collectors.live import parse_drops
 from collectors.pipeline import FlowPipeline
 from parkwatch.config import load_settings
 from parkwatch.schema import FlowRecord, Record

@@ -9,14 +9,17 @@ Community ID, topology facts and the port-bound application protocol.
 from __future__ import annotations
 
 import binascii
-import hashlib
 import socket
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import collectors.services  # noqa: F401  (port bindings)
-from collectors.communityid import ICMP4_PAIRS, ICMP4_REQUESTS, ICMP6_PAIRS, ICMP6_REQUESTS
+from collectors.communityid import (
+    ICMP4_REQUESTS,
+    ICMP6_REQUESTS,
+    community_ids,
+)
 from collectors.slots import LETTERS, NEVER, NL, Vocab
 from parkwatch.registry import PORT_BINDINGS, app_proto_for
 from parkwatch.schema import FlowRecord
@@ -53,32 +56,6 @@ def _optional(col: np.ndarray) -> np.ndarray:
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 _L = {c: i for i, c in enumerate(LETTERS)}
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
-_CID_V4 = np.dtype(
-    [
-        ("seed", ">u2"),
-        ("a", ">u4"),
-        ("b", ">u4"),
-        ("proto", "u1"),
-        ("pad", "u1"),
-        ("pa", ">u2"),
-        ("pb", ">u2"),
-    ]
-)
-_CID_V6 = np.dtype(
-    [
-        ("seed", ">u2"),
-        ("ahi", ">u8"),
-        ("alo", ">u8"),
-        ("bhi", ">u8"),
-        ("blo", ">u8"),
-        ("proto", "u1"),
-        ("pad", "u1"),
-        ("pa", ">u2"),
-        ("pb", ">u2"),
-    ]
-)
-_sha1 = hashlib.sha1
-_b64 = binascii.b2a_base64
 
 
 def _server_ports() -> np.ndarray:
@@ -160,7 +137,7 @@ class Emitter:
             "dst_ip": dst[0],
             "dst_port": dport,
             "proto": proto,
-            "community_id": _obj(self._community_ids(s, idx, orig_b)),
+            "community_id": _obj(community_ids(s, idx, orig_b)),
             "conn_state": _conn_state(hist, orig_b, proto, pk_o, pk_r, pl_o, pl_r, fl_o, fl_r),
             "history": self._history(hist, orig_b, orig_b != first_b),
             "end_reason": _reasons(why, fl_o, fl_r),
@@ -297,48 +274,6 @@ class Emitter:
         return self._mac.codes(
             macs, lambda keys: [(m.to_bytes(6, "big").hex(":") if m else None,) for m in keys]
         )
-
-    def _community_ids(self, s: Slots | SlotRows, idx: np.ndarray, orig_b: np.ndarray) -> list[str]:
-        """Community ID v1 for every flow: inputs packed with numpy, one sha1 per flow."""
-        proto = s.proto[idx]
-        a_port, b_port = s.a_port[idx], s.b_port[idx]
-        icmp = (proto == 1) | (proto == 58)
-        paired = (icmp & (proto == 1) & np.isin(a_port, list(ICMP4_PAIRS))) | (
-            icmp & (proto == 58) & np.isin(a_port, list(ICMP6_PAIRS))
-        )
-        one_way = icmp & ~paired
-        swap = one_way & orig_b  # one-way ICMP: the sender first, not the smaller address
-        ports = np.isin(proto, (6, 17, 132)) | icmp
-        ver4 = s.ver[idx] == 4
-        out: list[str] = [""] * len(idx)
-        for v4 in (True, False):
-            for with_ports in (True, False):
-                m = np.nonzero((ver4 == v4) & (ports == with_ports))[0]
-                if not len(m):
-                    continue
-                dt = _CID_V4 if v4 else _CID_V6
-                rec = np.zeros(len(m), dtype=dt)
-                j = idx[m]
-                sw = swap[m]
-                if v4:
-                    a = (s.a_lo[j] & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-                    b = (s.b_lo[j] & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-                    rec["a"], rec["b"] = np.where(sw, b, a), np.where(sw, a, b)
-                else:
-                    for part in ("hi", "lo"):
-                        a, b = getattr(s, "a_" + part)[j], getattr(s, "b_" + part)[j]
-                        rec["a" + part] = np.where(sw, b, a)
-                        rec["b" + part] = np.where(sw, a, b)
-                rec["proto"] = proto[m]
-                rec["pa"] = np.where(sw, b_port[m], a_port[m])
-                rec["pb"] = np.where(sw, a_port[m], b_port[m])
-                width = dt.itemsize - (0 if with_ports else 4)
-                blob = rec.tobytes()
-                step = dt.itemsize
-                for k, pos in enumerate(m.tolist()):
-                    digest = _sha1(blob[k * step : k * step + width]).digest()
-                    out[pos] = "1:" + _b64(digest, newline=False).decode("ascii")
-        return out
 
     def _app_protos(self, proto: np.ndarray, port: np.ndarray) -> np.ndarray:
         keys = ((proto << 16) | (port & 0xFFFF)).astype(np.uint64)

@@ -97,6 +97,7 @@ EVENT: dict[str, str] = {
     "identity_token": "ics.opcua.identity_token",
     "security_mode": "ics.opcua.security_mode",
     "pi_service": "ics.s7.pi_service",
+    "session_cookie": "http.request.session_fingerprint",
 }
 """OtEvent fields (attrs keys not listed map to ``ics.attrs.<key>``)."""
 

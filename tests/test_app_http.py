@@ -211,3 +211,19 @@ def test_golden_tshark(path: Path) -> None:
         assert not any(f":{p}" in text for p in HTTP_PASSWORDS)
         flows = {f.community_id: f for f in res.flows}
         assert {flows[e.community_id].http_host for e in res.events} == {"10.1.3.80"}
+
+
+def test_session_cookies_are_fingerprinted_never_kept() -> None:
+    from collectors.apps.http import Http
+
+    def cookie(value: str) -> dict:
+        req = f"GET / HTTP/1.1\r\nHost: a\r\nCookie: {value}\r\n\r\n".encode()
+        _used, msgs = Http().parse(req, True)
+        return msgs[0].attrs
+
+    a = cookie("security=low; PHPSESSID=ncobrqrb8qpve")
+    b = cookie("PHPSESSID=ncobrqrb8qpve; security=high")
+    assert a["session_cookie"] == b["session_cookie"]  # only the session cookie counts
+    assert a["session_cookie"].startswith("sha256:") and "ncobrqrb" not in str(a)
+    assert cookie("PHPSESSID=other")["session_cookie"] != a["session_cookie"]
+    assert "session_cookie" not in cookie("lang=en; theme=dark")

@@ -46,6 +46,12 @@ def renamed_service(capture: str, old: str, new: str) -> Callable[[], list[Packe
 
 CASES: list[tuple[str, Any, Any, str]] = [
     ("pw_app_dns_tunnel", "it_dns_tunnel", "sample_park", "park"),
+    (
+        "pw_app_http_session_reuse",
+        "shared:chrissanders_packets/sessionhijacking.pcapng",
+        "shared:chrissanders_packets/http_dvwa_sqlinjection.pcapng",
+        "default",
+    ),
     ("pw_app_dns_txt_volume", "it_dns_tunnel", "sample_park", "park"),
     (
         "pw_app_dns_zone_transfer",

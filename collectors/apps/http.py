@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from collections import deque
 from typing import Any, ClassVar
@@ -92,6 +93,24 @@ def _auth(value: str, attrs: dict[str, Any]) -> None:
             attrs["auth_user"] = m.group(1)[:256]
 
 
+_SESSION_COOKIE = re.compile(r"sess|sid|token|auth", re.I)
+
+
+def _session_cookie(value: str) -> str | None:
+    """A fingerprint of the session cookies in a Cookie header (names that look like session
+    ids: *sess*, *sid*, *token*, *auth*): ``sha256:`` + 16 hex digits of ``name=value`` pairs,
+    sorted. The cookie itself is never kept; the same fingerprint from two clients means a
+    reused (stolen) session."""
+    pairs = sorted(
+        f"{n.strip()}={v.strip()}"
+        for n, _, v in (c.partition("=") for c in value.split(";"))
+        if v.strip() and _SESSION_COOKIE.search(n)
+    )
+    if not pairs:
+        return None
+    return "sha256:" + hashlib.sha256(";".join(pairs).encode("utf-8", "replace")).hexdigest()[:16]
+
+
 @register
 class Http(AppDecoder):
     name = "http"
@@ -103,6 +122,7 @@ class Http(AppDecoder):
         "version": "HTTP version of the start line ('1.1').",
         "host": "Host header of the request (copied to the flow record as http_host).",
         "user_agent": "User-Agent header.",
+        "session_cookie": "sha256 prefix of the session cookies sent (never the cookie itself).",
         "auth_scheme": "Authorization scheme, lower-case ('basic', 'bearer', 'digest', 'ntlm').",
         "auth_user": "User name of a Basic (decoded) or Digest Authorization; never the secret.",
         "auth_invalid": "True when a Basic Authorization is not valid base64.",
@@ -245,6 +265,10 @@ class Http(AppDecoder):
                 attrs["user_agent"] = fields["user-agent"]
             if "authorization" in fields:
                 _auth(fields["authorization"], attrs)
+            if "cookie" in fields:
+                fp = _session_cookie(fields["cookie"])
+                if fp is not None:
+                    attrs["session_cookie"] = fp
             idx = self._n
             self._n += 1
             self._queue.append((idx, method))

@@ -68,8 +68,8 @@ def events_command(
         if isinstance(rec, OtEvent) or (weirds and isinstance(rec, Weird)):
             sink.write(rec)
 
-    try:
-        stats = pipe.run(captures, emit, lambda cols: None)
+    try:  # events come as Columns batches: JSON lines straight from the columns
+        stats = pipe.run(captures, emit, lambda cols: None, events=sink.write_many)
     finally:
         sink.close()
         if fh is not sys.stdout.buffer:

@@ -26,7 +26,7 @@ from collectors.flowemit import Emitter
 from collectors.flowtable import FlowTable
 from collectors.pcapio import CaptureReader, RawBatch
 from parkwatch.config import Settings
-from parkwatch.schema import ArpEvent, FlowRecord, Record, Weird
+from parkwatch.schema import ArpEvent, FlowRecord, OtEvent, Record, Weird
 from parkwatch.schema.columns import Columns
 from parkwatch.topology import Topology
 
@@ -127,9 +127,14 @@ class FlowPipeline:
         emit: Callable[[Record], None],
         flows: Callable[[Columns[FlowRecord]], None],
         progress: Callable[[int, int], None] | None = None,
+        events: Callable[[Columns[OtEvent]], None] | None = None,
     ) -> RunStats:
         """Process ``captures``: ``emit`` gets ARP events and weirds, ``flows`` batches of
-        flow records (as :class:`Columns`, in end-time order)."""
+        flow records (as :class:`Columns`, in end-time order).
+
+        OT/IT protocol events (with ``apps``) go to ``events`` as one :class:`Columns` batch
+        per decoded batch when it is given (in capture order; no dataclass per event), else
+        one :class:`OtEvent` at a time to ``emit``."""
         t0 = time.perf_counter()
         st = self.stats
         for path in captures:
@@ -137,7 +142,7 @@ class FlowPipeline:
             with CaptureReader(path, batch_bytes=self.settings.flows.batch_bytes) as reader:
                 seen_weirds = 0
                 for raw in reader.batches():
-                    self.feed(raw, reader.name, emit, flows)
+                    self.feed(raw, reader.name, emit, flows, events)
                     seen_weirds = self._capture_weirds(reader, seen_weirds, emit)
                     if progress is not None:
                         progress(len(raw), reader.consumed)
@@ -152,6 +157,7 @@ class FlowPipeline:
         name: str,
         emit: Callable[[Record], None],
         flows: Callable[[Columns[FlowRecord]], None],
+        events: Callable[[Columns[OtEvent]], None] | None = None,
     ) -> None:
         """One batch of packets read from capture ``name`` (live collectors call this)."""
         d = decode(raw)
@@ -159,7 +165,7 @@ class FlowPipeline:
         self._facts(d, name, emit)
         if self.apps is not None:
             self.apps.file = name
-            ended = self._decode_apps(d, ended, emit)
+            ended = self._decode_apps(d, ended, emit, events)
         if len(ended):
             flows(ended)
 
@@ -185,12 +191,16 @@ class FlowPipeline:
         return st
 
     def _decode_apps(
-        self, d: Decoded, ended: Columns[FlowRecord], emit: Callable[[Record], None]
+        self,
+        d: Decoded,
+        ended: Columns[FlowRecord],
+        emit: Callable[[Record], None],
+        events: Callable[[Columns[OtEvent]], None] | None = None,
     ) -> Columns[FlowRecord]:
         apps = self.apps
         assert apps is not None and self.table.packet_uids is not None
         assert self.table.packet_fwd is not None
-        apps.process(d, self.table.packet_uids, self.table.packet_fwd, emit)
+        apps.process(d, self.table.packet_uids, self.table.packet_fwd, emit, events)
         for w in apps.take_weirds():
             names = self.stats.weird_names
             names[w.name] = names.get(w.name, 0) + 1

@@ -10,10 +10,17 @@ the summary fields copied onto the flow record (confirmed ``app_proto``, TLS SNI
 Nothing raises out: a :class:`DecodeError` (or any exception a decoder lets escape) becomes a
 weird with the protocol as its layer, the direction's buffer is dropped, and a flow with more
 than ``MAX_ERRORS`` errors is no longer decoded (counted once more).
+
+The clean common case (whole OT polling PDUs in order on long-lived connections, encrypted TLS
+records) is decoded in bulk by :mod:`collectors.apps.fast`; the per-packet path below handles
+everything else and is the reference the fast path is tested against. Events of a batch come
+out in capture order, as :class:`~parkwatch.schema.columns.Columns` (``events``) or one record
+at a time (``emit``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -24,16 +31,26 @@ import numpy as np
 
 from collectors.apps import APP_DECODERS
 from collectors.apps.base import AppDecoder, DecodeError, Msg
+from collectors.apps.fast import FastPath
+from collectors.apps.fast.core import Cand, FastResult
+from collectors.apps.fast.pdus import objcol
 from collectors.apps.streams import Stream
 from collectors.communityid import community_id
 from collectors.decode import FRAG_LATER, KIND_IP, Decoded
 from parkwatch.schema import OtEvent, Weird
+from parkwatch.schema.columns import Columns
 from parkwatch.topology import Topology
 
 SYN, FIN, RST, ACK = 2, 1, 4, 16
 PROBE_PACKETS = 4
 MAX_ERRORS = 8
 MAX_PENDING = 4096
+FAST_CHUNK = 4096
+"""Candidates per fast-path round: a flow first seen in one round can go fast in the next."""
+_INT_FIELDS = ("ts", "src_port", "dst_port")
+_FIELDS = tuple(f.name for f in dataclasses.fields(OtEvent))
+Emit = Callable[[OtEvent | Weird], None]
+EventsOut = Callable[[Columns[OtEvent]], None]
 
 
 def _port_table() -> tuple[np.ndarray, list[type[AppDecoder]]]:
@@ -74,6 +91,7 @@ class AppFlow:
     errors: int = 0
     probes: int = 0
     summary: dict[str, Any] = field(default_factory=dict)
+    ends: tuple[tuple[str, Any], tuple[str, Any]] | None = None  # (A, B): text, Endpoint
 
 
 @dataclass
@@ -82,13 +100,20 @@ class AppStats:
     events: int = 0
     weird: int = 0
     gaps: int = 0
+    fast: int = 0  # candidates decoded by the fast path
     by_protocol: dict[str, int] = field(default_factory=dict)
 
 
 class AppEngine:
     """Application decoding for one vantage point."""
 
-    def __init__(self, topology: Topology, vantage: str, protocols: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        vantage: str,
+        protocols: set[str] | None = None,
+        fast: bool = True,
+    ) -> None:
         self.topology = topology
         self.vantage = vantage
         self.table, self.decoders = _port_table()
@@ -102,6 +127,10 @@ class AppEngine:
         self.file: str | None = None  # capture being read (for weirds)
         self.weirds: list[Weird] = []
         self.syn_client: dict[int, bool] = {}  # unbound flow uid -> SYN sent A->B
+        self.fast: FastPath | None = FastPath(self) if fast else None
+        self._rows: list[tuple[Any, ...]] = []  # events of the batch (OtEvent field order)
+        self._rowpos: list[int] = []  # candidate being processed when each was made
+        self._at = 0
 
     # -- per batch --------------------------------------------------------------------------
     def process(
@@ -109,9 +138,14 @@ class AppEngine:
         d: Decoded,
         uids: np.ndarray,
         fwd: np.ndarray,
-        emit: Callable[[OtEvent | Weird], None],
+        emit: Emit,
+        events: EventsOut | None = None,
     ) -> None:
-        """Decode the candidate packets of batch ``d`` (``uids``/``fwd`` from the flow table)."""
+        """Decode the candidate packets of batch ``d`` (``uids``/``fwd`` from the flow table).
+
+        The batch's events go to ``events`` as one :class:`Columns` batch when it is given,
+        else one :class:`OtEvent` at a time to ``emit``; in capture order either way.
+        """
         proto = d.proto
         ok = (d.kind == KIND_IP) & (uids != 0) & ((proto == 6) | (proto == 17))
         ok &= d.frag != FRAG_LATER
@@ -148,21 +182,49 @@ class AppEngine:
             t = np.flatnonzero(is_tcp)
             seq[t] = _be32(u8, tcp_at[t] + 4)
             ack[t] = _be32(u8, tcp_at[t] + 8)
-        mv = memoryview(raw.buf)
+        c = Cand(idx, uids[idx], fwd[idx], is_tcp, poff, avail, d.payload[idx].astype(np.int64),
+                 seq, d.flags[idx].astype(np.int64))  # fmt: skip
+        results: list[FastResult] = []
+        step = FAST_CHUNK if self.fast is not None else len(idx)
+        for lo in range(0, len(idx), step):  # flows new in one chunk go fast in the next
+            hi = min(lo + step, len(idx))
+            fr = self.fast.run(d, c.part(lo, hi)) if self.fast is not None else None
+            if fr is None:
+                todo = np.arange(lo, hi)
+            else:
+                todo = lo + np.flatnonzero(~fr.fast)
+                self.stats.fast += hi - lo - len(todo)
+                fr.pos += lo
+                results.append(fr)
+            self._slow(d, c, todo, ack)
+        self._output(results, emit, events)
+
+    def _slow(self, d: Decoded, c: Cand, todo: np.ndarray, ack: np.ndarray) -> None:
+        """The per-packet path over candidates ``todo`` (positions into ``c``)."""
+        raw = d.raw
+        i_ = c.idx[todo]
         cols = zip(
-            idx.tolist(),
-            uids[idx].tolist(),
-            fwd[idx].tolist(),
-            is_tcp.tolist(),
-            poff.tolist(),
-            avail.tolist(),
-            d.payload[idx].tolist(),
-            seq.tolist(),
-            ack.tolist(),
+            todo.tolist(),
+            i_.tolist(),
+            c.uid[todo].tolist(),
+            c.fwd[todo].tolist(),
+            c.tcp[todo].tolist(),
+            c.poff[todo].tolist(),
+            c.avail[todo].tolist(),
+            c.wire[todo].tolist(),
+            c.seq[todo].tolist(),
+            ack[todo].tolist(),
+            c.flags[todo].tolist(),
+            raw.ts_ns[i_].tolist(),
+            d.sport[i_].tolist(),
+            d.dport[i_].tolist(),
             strict=True,
         )
+        mv = memoryview(raw.buf)
         flows = self.flows
-        for i, uid, a_to_b, is_t, off, n, wire_n, sq, ak in cols:
+        first = raw.first_frame
+        for j, i, uid, a_to_b, is_t, off, n, wire_n, sq, ak, fl, ts, sp, dp in cols:
+            self._at = j
             if uid in flows:
                 st = flows[uid]
                 if st is None:  # unbound flow whose probing failed
@@ -174,16 +236,42 @@ class AppEngine:
                 not data or not self._probe(st, uid, data, a_to_b == st.client_is_a)
             ):
                 continue
-            pk = self._pkt(d, i)
+            ends = st.ends or self.ends(st, d, i, a_to_b)
+            pk = Pkt(ts, first + i, *((ends[0], ends[1]) if a_to_b else (ends[1], ends[0])), sp, dp)
             if n < wire_n:
                 self._weird(pk, st, "truncated_payload", f"{n} of {wire_n} payload bytes")
                 if is_t:  # the stream has a hole now
                     st.streams[0 if a_to_b else 1].reset()
                     continue
             if is_t:
-                self._tcp(pk, st, a_to_b, int(d.flags[i]), sq, ak, data, emit)
+                self._tcp(pk, st, a_to_b, fl, sq, ak, data)
             elif data:
-                self._udp(pk, st, a_to_b, data, emit)
+                self._udp(pk, st, a_to_b, data)
+
+    def _output(self, results: list[FastResult], emit: Emit, events: EventsOut | None) -> None:
+        """The batch's events, fast and per-packet, merged in capture order."""
+        rows, self._rows = self._rows, []
+        rowpos, self._rowpos = self._rowpos, []
+        parts = [(fr.pos, fr.cols) for fr in results if len(fr.pos)]
+        if not rows and not parts:
+            return
+        if not parts and events is None:
+            for r in rows:
+                emit(OtEvent(*r))
+            return
+        if rows:
+            parts.append((np.array(rowpos, dtype=np.int64), _row_columns(rows)))
+        if len(parts) == 1:
+            data = parts[0][1]
+        else:
+            order = np.argsort(np.concatenate([p for p, _ in parts]), kind="stable")
+            data = {k: np.concatenate([c[k] for _, c in parts])[order] for k in parts[0][1]}
+        cols = Columns(OtEvent, data)
+        if events is not None:
+            events(cols)
+        else:
+            for rec in cols.records():
+                emit(rec)
 
     def _probing(self, uids: np.ndarray, unbound: np.ndarray) -> np.ndarray:
         """Mask of unbound packets still worth probing (flow unknown or still probing)."""
@@ -242,15 +330,7 @@ class AppEngine:
         return False
 
     def _tcp(
-        self,
-        pk: Pkt,
-        st: AppFlow,
-        a_to_b: bool,
-        flags: int,
-        seq: int,
-        ack: int,
-        data: bytes,
-        emit: Callable[[OtEvent | Weird], None],
+        self, pk: Pkt, st: AppFlow, a_to_b: bool, flags: int, seq: int, ack: int, data: bytes
     ) -> None:
         stream = st.streams[0 if a_to_b else 1]
         if flags & SYN:
@@ -259,62 +339,64 @@ class AppEngine:
                 st.client_is_a = a_to_b
         if flags & ACK:  # the peer has these bytes: a hole below it will never fill
             peer = st.streams[1 if a_to_b else 0]
-            whole, chunks = peer.acked(ack)
-            if not whole:
-                self.stats.gaps += 1
-                self._weird(pk, st, "tcp_content_gap", "bytes acknowledged but not captured")
-                self._deliver(st, peer, not a_to_b, chunks, emit)
+            if peer.ooo:
+                whole, chunks = peer.acked(ack)
+                if not whole:
+                    self.stats.gaps += 1
+                    self._weird(pk, st, "tcp_content_gap", "bytes acknowledged but not captured")
+                    self._deliver(st, peer, not a_to_b, chunks)
         if not data or stream.dead:
             return
         whole, chunks = stream.feed(seq, data, pk)
         if not whole:
             self.stats.gaps += 1
             self._weird(pk, st, "tcp_content_gap", "missing bytes, stream resynchronised")
-        self._deliver(st, stream, a_to_b, chunks, emit)
+        if chunks:
+            self._deliver(st, stream, a_to_b, chunks)
 
     def _deliver(
-        self,
-        st: AppFlow,
-        stream: Stream,
-        a_to_b: bool,
-        chunks: list[tuple[bytes, Any]],
-        emit: Callable[[OtEvent | Weird], None],
+        self, st: AppFlow, stream: Stream, a_to_b: bool, chunks: list[tuple[bytes, Any]]
     ) -> None:
-        """Parse after each delivered chunk: messages carry the packet that completed them."""
+        """Parse after each delivered chunk: messages carry the packet that completed them.
+
+        The unparsed bytes live in ``stream.buf`` between chunks; within one chunk they are a
+        local ``bytes`` (no copy when nothing was buffered before).
+        """
         from_client = a_to_b == st.client_is_a
         for data, pk in chunks:
             dec = st.decoder
             if dec is None or stream.dead:
                 return
-            stream.buf += data
-            while stream.buf:
+            if stream.buf:
+                stream.buf += data
+                buf = bytes(stream.buf)
+                stream.buf.clear()
+            else:
+                buf = data
+            while buf:
                 try:
-                    used, msgs = dec.parse(bytes(stream.buf), from_client)
+                    used, msgs = dec.parse(buf, from_client)
                 except Exception as exc:
                     self._decode_error(pk, st, exc)
-                    stream.reset()
+                    buf = b""
                     break
                 if used <= 0 and not msgs:
-                    if len(stream.buf) > dec.max_buffer:
-                        self._weird(pk, st, "pdu_too_large", f"{len(stream.buf)} bytes unparsed")
-                        stream.reset()
+                    if len(buf) > dec.max_buffer:
+                        self._weird(pk, st, "pdu_too_large", f"{len(buf)} bytes unparsed")
+                        buf = b""
                     break
-                stream.consume(max(used, 0))
+                if used > 0:
+                    buf = buf[used:]
                 for reason, detail in dec.take_notes():
                     self._weird(pk, st, reason, detail)
                 for m in msgs:
-                    self._event(pk, st, m, emit)
+                    self._event(pk, st, m)
                 if used <= 0:
                     break
+            if buf:
+                stream.buf += buf
 
-    def _udp(
-        self,
-        pk: Pkt,
-        st: AppFlow,
-        a_to_b: bool,
-        data: bytes,
-        emit: Callable[[OtEvent | Weird], None],
-    ) -> None:
+    def _udp(self, pk: Pkt, st: AppFlow, a_to_b: bool, data: bytes) -> None:
         dec = st.decoder
         assert dec is not None
         try:
@@ -325,7 +407,7 @@ class AppEngine:
         for reason, detail in dec.take_notes():
             self._weird(pk, st, reason, detail)
         for m in msgs:
-            self._event(pk, st, m, emit)
+            self._event(pk, st, m)
 
     def _decode_error(self, pk: Pkt, st: AppFlow, exc: Exception) -> None:
         if isinstance(exc, DecodeError):
@@ -341,7 +423,7 @@ class AppEngine:
             st.decoder = None
 
     # -- output -------------------------------------------------------------------------------
-    def _event(self, pk: Pkt, st: AppFlow, m: Msg, emit: Callable[[OtEvent | Weird], None]) -> None:
+    def _event(self, pk: Pkt, st: AppFlow, m: Msg) -> None:
         dec = st.decoder
         assert dec is not None
         st.count += 1
@@ -356,46 +438,28 @@ class AppEngine:
                 q2 = st.pending.get(m.match) if m.match is not None else st.fifo
                 if q2:
                     request_uid = q2.popleft()
+                    if not q2 and m.match is not None:
+                        del st.pending[m.match]  # no empty queues kept (same links)
         src, s_ep = pk.src
         dst, d_ep = pk.dst
         summary = st.summary
-        summary.setdefault("app_proto", dec.name)
-        for key, dest in (("sni", "sni"), ("host", "http_host")):
-            if key in m.attrs and dest not in summary and m.direction == "request":
-                summary[dest] = m.attrs[key]
-        ev = OtEvent(
-            uid=uid,
-            ts=pk.ts,
-            protocol=dec.name,
-            direction=m.direction,
-            src_ip=src,
-            src_port=pk.sport,
-            dst_ip=dst,
-            dst_port=pk.dport,
-            community_id=st.cid,
-            flow_uid=st.uid,
-            vantage=self.vantage,
-            unit=m.unit,
-            function_code=m.function_code,
-            function_name=m.function_name,
-            exception_code=m.exception_code,
-            request_uid=request_uid,
-            address=m.address,
-            quantity=m.quantity,
-            values=m.values,
-            data_area=m.data_area,
-            src_enterprise=s_ep.enterprise,
-            src_zone=s_ep.zone,
-            src_role=s_ep.role,
-            dst_enterprise=d_ep.enterprise,
-            dst_zone=d_ep.zone,
-            dst_role=d_ep.role,
-            attrs=m.attrs,
-        )
+        name = dec.name
+        if "app_proto" not in summary:
+            summary["app_proto"] = name
+        if m.direction == "request" and m.attrs:
+            for key, dest in (("sni", "sni"), ("host", "http_host")):
+                if key in m.attrs and dest not in summary:
+                    summary[dest] = m.attrs[key]
+        self._rows.append(
+            (uid, pk.ts, name, m.direction, src, pk.sport, dst, pk.dport, st.cid, st.uid,
+             self.vantage, m.unit, m.function_code, m.function_name, m.exception_code,
+             request_uid, m.address, m.quantity, m.values, m.data_area, s_ep.enterprise,
+             s_ep.zone, s_ep.role, d_ep.enterprise, d_ep.zone, d_ep.role, m.attrs)
+        )  # fmt: skip
+        self._rowpos.append(self._at)
         self.stats.events += 1
         by = self.stats.by_protocol
-        by[dec.name] = by.get(dec.name, 0) + 1
-        emit(ev)
+        by[name] = by.get(name, 0) + 1
 
     def _weird(self, pk: Pkt, st: AppFlow, name: str, detail: str) -> None:
         self.stats.weird += 1
@@ -406,15 +470,12 @@ class AppEngine:
             )
         )
 
-    def _pkt(self, d: Decoded, i: int) -> Pkt:
-        return Pkt(
-            int(d.raw.ts_ns[i]),
-            d.raw.first_frame + i,
-            self._endpoint(d, i, "src"),
-            self._endpoint(d, i, "dst"),
-            int(d.sport[i]),
-            int(d.dport[i]),
-        )
+    def ends(self, st: AppFlow, d: Decoded, i: int, a_to_b: bool) -> tuple[Any, Any]:
+        """The flow's (A, B) endpoints (address text, topology Endpoint), from packet ``i``."""
+        if st.ends is None:
+            s, t = self._endpoint(d, i, "src"), self._endpoint(d, i, "dst")
+            st.ends = (s, t) if a_to_b else (t, s)
+        return st.ends
 
     def take_weirds(self) -> list[Weird]:
         out, self.weirds = self.weirds, []
@@ -451,6 +512,15 @@ class AppEngine:
             if st is not None and st.summary:
                 out[u] = st.summary
         return out
+
+
+def _row_columns(rows: list[tuple[Any, ...]]) -> dict[str, np.ndarray]:
+    """Per-packet event rows (OtEvent field order) as columns."""
+    n = len(rows)
+    out: dict[str, np.ndarray] = {}
+    for name, col in zip(_FIELDS, zip(*rows, strict=True), strict=True):
+        out[name] = np.array(col, dtype=np.int64) if name in _INT_FIELDS else objcol(col, n)
+    return out
 
 
 def _be32(u8: np.ndarray, at: np.ndarray) -> np.ndarray:

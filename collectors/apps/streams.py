@@ -69,6 +69,8 @@ class Stream:
                 return True, []
             return False, self._skip()  # the hole never filled
         self.next_seq = (seq + len(data)) % MOD
+        if not self.ooo:  # the common case: in order, nothing waiting
+            return True, [(data, meta)]
         return True, [(data, meta), *self._drain()]
 
     def acked(self, ack: int) -> tuple[bool, list[Chunk]]:

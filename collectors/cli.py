@@ -13,7 +13,7 @@ from parkwatch.errors import CaptureError
 
 if TYPE_CHECKING:
     from collectors.pipeline import FlowPipeline, RunStats
-    from parkwatch.schema import FlowRecord, Record
+    from parkwatch.schema import FlowRecord, OtEvent, Record
     from parkwatch.schema.columns import Columns
 
 
@@ -97,6 +97,7 @@ def flows_command(
     ev_fh: IO[bytes] | None = open(events_out, "wb") if events_out else None  # noqa: SIM115
     sink = SINKS.get(fmt)(out_fh)
     ev_sink = SINKS.get("jsonl")(ev_fh) if ev_fh else None
+    ev_cb = ev_sink.write_many if ev_sink is not None else None  # OT/IT events as columns
 
     def emit(rec: Record) -> None:
         if ev_sink is not None:
@@ -105,9 +106,9 @@ def flows_command(
     show = sys.stderr.isatty() if progress is None else progress
     try:
         if show:
-            stats = _run_with_progress(pipeline, list(captures), emit, sink.write_many)
+            stats = _run_with_progress(pipeline, list(captures), emit, sink.write_many, ev_cb)
         else:
-            stats = pipeline.run(captures, emit, sink.write_many)
+            stats = pipeline.run(captures, emit, sink.write_many, events=ev_cb)
     finally:
         sink.close()
         if ev_sink is not None:
@@ -137,6 +138,7 @@ def _run_with_progress(
     captures: list[str],
     emit: Callable[[Record], None],
     flows: Callable[[Columns[FlowRecord]], None],
+    events: Callable[[Columns[OtEvent]], None] | None = None,
 ) -> RunStats:
     """Run with a progress bar on stderr: bytes of the capture files read, packets so far."""
     sizes = [os.path.getsize(p) if p != "-" and os.path.isfile(p) else 0 for p in captures]
@@ -158,7 +160,7 @@ def _run_with_progress(
             bar.label = f"{state['packets']:,} packets"
             bar.update(state["base"] + consumed - bar.pos)
 
-        return pipeline.run(captures, emit, flows, progress=tick)
+        return pipeline.run(captures, emit, flows, progress=tick, events=events)
 
 
 def summary(st: RunStats) -> str:

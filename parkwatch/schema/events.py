@@ -73,17 +73,22 @@ class OtEvent(Record):
     SCHEMA = "parkwatch.ot_event"
     VERSION = 2
 
-    uid: str = doc("Stable event id: same capture, vantage and message give the same uid.")
+    uid: str = doc(
+        "Stable event id: same capture, vantage and message give the same uid.", safe=True
+    )
     ts: int = doc("Capture time of the packet that completed the message (RFC 3339 in JSON).", ts=True)
     protocol: str = doc(
-        "Protocol: modbus, dnp3, s7comm, iec104, enip, opcua, bacnet, mqtt, dns, http, tls, ssh, ftp, …"
+        "Protocol: modbus, dnp3, s7comm, iec104, enip, opcua, bacnet, mqtt, dns, http, tls, ssh, ftp, …",
+        safe=True,
     )
-    direction: str = doc("'request' (client/master to server/outstation) or 'response'.")
-    src_ip: str = doc("Sender of this message.")
+    direction: str = doc(
+        "'request' (client/master to server/outstation) or 'response'.", safe=True
+    )
+    src_ip: str = doc("Sender of this message.", safe=True)
     src_port: int = doc("Sender port.")
-    dst_ip: str = doc("Receiver of this message.")
+    dst_ip: str = doc("Receiver of this message.", safe=True)
     dst_port: int = doc("Receiver port.")
-    community_id: str = doc("Community ID v1 of the flow carrying the message.")
+    community_id: str = doc("Community ID v1 of the flow carrying the message.", safe=True)
     flow_uid: str | None = doc("uid of the FlowRecord carrying the message.", default=None)
     vantage: str | None = doc("Vantage point id.", default=None)
     unit: int | None = doc(

@@ -30,12 +30,18 @@ def _plots(incidents: list[Incident], card: dict[str, Any]) -> list[tuple[str, s
     fig, ax = plt.subplots(figsize=(9, 3.2))
     cats = [c for c in CATEGORIES if any(i.category == c for i in incidents)]
     colors = {True: "tab:green", False: "tab:red", None: "tab:gray"}
+    origin = min((i.first_seen for i in incidents), default=0)
+    span = max((i.last_seen - origin for i in incidents), default=0) / 1e9
     for i in incidents:
         y = cats.index(i.category)
-        t0 = i.first_seen / 1e9
-        ax.plot([t0, max(i.last_seen / 1e9, t0 + 0.5)], [y, y], lw=6, color=colors[i.defended])
+        t0 = (i.first_seen - origin) / 1e9
+        t1 = max((i.last_seen - origin) / 1e9, t0 + max(span / 200, 0.01))
+        ax.plot([t0, t1], [y, y], lw=6, color=colors[i.defended])
     ax.set_yticks(range(len(cats)), cats)
-    ax.set_xlabel("capture time (s since epoch); green defended, red succeeded, grey unknown")
+    ax.ticklabel_format(axis="x", useOffset=False, style="plain")
+    ax.set_xlabel(
+        f"seconds after {format_ts(origin)} (green defended, red succeeded, grey unknown)"
+    )
     ax.set_title("Incident timeline")
     out.append(("Incident timeline", _png(fig)))
     plt.close(fig)

@@ -1,7 +1,9 @@
 """Well-known ports of the protocols ParkWatch knows, bound like scapy's ``bind_layers``.
 
-Port bindings label a flow's ``app_proto`` until a content decoder confirms it; each protocol
-decoder module may add more bindings with :func:`parkwatch.registry.bind_port`.
+Port bindings label a flow's ``app_proto`` until a content decoder confirms it, and tell which
+side of a one-way flow is the server. They are this list only — protocol decoders bind their
+own ports for decoding (``AppDecoder.tcp_ports``), not here — so a flow record is the same
+whether or not the decoders were imported.
 """
 
 from parkwatch.registry import bind_port

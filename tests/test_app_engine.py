@@ -194,3 +194,35 @@ def test_client_port_that_happens_to_be_bound_does_not_choose_the_decoder(tmp_pa
     c.pkt(False, "PA", read_resp(5))
     res = decode_capture(c.write(tmp_path))
     assert {e.protocol for e in res.events} == {"modbus"} and not res.weirds
+
+
+def test_flow_records_do_not_depend_on_the_decoders_being_loaded(tmp_path):
+    """`flows` and `flows --apps` orient and label flows alike (decoders add facts only)."""
+    import subprocess
+    import sys
+
+    import orjson
+    from scapy.layers.inet import UDP
+
+    first = Ether() / IP(src=S, dst=C) / UDP(sport=4444, dport=50000) / Raw(b"x")
+    reply = Ether() / IP(src=C, dst=S) / UDP(sport=50000, dport=4444) / Raw(b"y")
+    first.time, reply.time = 1_700_000_000.0, 1_700_000_000.5
+    wrpcap(str(tmp_path / "u.pcap"), [first, reply])
+    caps = [str(tmp_path / "u.pcap"), "replay_pcaps/sample_park.pcap"]
+    root = Path(__file__).resolve().parents[1]
+    plain, apps = (
+        subprocess.run(
+            [sys.executable, "-m", "parkwatch.cli", "flows", *caps, *extra],
+            capture_output=True,
+            cwd=root,
+            check=True,
+        ).stdout.splitlines()
+        for extra in ([], ["--apps"])
+    )
+    assert len(plain) == len(apps) > 10
+    facts = ("app_proto", "sni", "http_host")
+    for a, b in zip(plain, apps, strict=True):
+        da, db = orjson.loads(a), orjson.loads(b)
+        assert {k: v for k, v in da.items() if k not in facts} == {
+            k: v for k, v in db.items() if k not in facts
+        }

@@ -3,8 +3,8 @@
 A decoder is one small module in ``collectors/apps`` with one class decorated ``@register``:
 
 - ``name`` (the event ``protocol``), the ports it binds (like scapy's ``bind_layers``: a flow
-  whose client or server port is bound goes to the decoder), and ``probe`` for content-based
-  recognition of the protocol on other ports;
+  whose server port is bound goes to the decoder), and ``probe`` for content-based recognition
+  of the protocol on other ports;
 - ``FUNCTIONS`` (code -> name) and ``ATTRS`` (each ``attrs`` key it sets -> one-line doc), the
   protocol's field table;
 - ``parse`` (TCP: the in-order, reassembled bytes of one direction) or ``datagram`` (UDP: one
@@ -22,7 +22,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from parkwatch.registry import Registry, bind_port
+from parkwatch.registry import Registry
 
 
 class DecodeError(Exception):
@@ -105,10 +105,12 @@ APP_DECODERS: Registry[type[AppDecoder]] = Registry("application decoder")
 
 
 def register(cls: type[AppDecoder]) -> type[AppDecoder]:
-    """Class decorator: register the decoder and bind its ports."""
+    """Class decorator: register the decoder; its ``tcp_ports``/``udp_ports`` bind it (the
+    engine's port table is built from them).
+
+    The flow table's port labels (``app_proto`` before decoding, and which side of a
+    one-way flow is the server) come from :mod:`collectors.services` only, so a flow record
+    does not depend on whether the decoders happen to be imported.
+    """
     APP_DECODERS.register(cls.name, cls)
-    for port in cls.tcp_ports:
-        bind_port(cls.name, "tcp", port)
-    for port in cls.udp_ports:
-        bind_port(cls.name, "udp", port)
     return cls

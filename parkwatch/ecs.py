@@ -98,6 +98,8 @@ EVENT: dict[str, str] = {
     "security_mode": "ics.opcua.security_mode",
     "pi_service": "ics.s7.pi_service",
     "session_cookie": "http.request.session_fingerprint",
+    "prompt": "process.shell.prompt",
+    "command": "process.command_line",
 }
 """OtEvent fields (attrs keys not listed map to ``ics.attrs.<key>``)."""
 

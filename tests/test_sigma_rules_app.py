@@ -46,6 +46,13 @@ def renamed_service(capture: str, old: str, new: str) -> Callable[[], list[Packe
 
 CASES: list[tuple[str, Any, Any, str]] = [
     ("pw_app_dns_tunnel", "it_dns_tunnel", "sample_park", "park"),
+    ("pw_app_remote_shell", "it_remote_shells", "it_telnet_ot_login", "park"),
+    (
+        "pw_app_remote_shell",
+        "shared:chrissanders_packets/ppa1e_history_5bf3c57/blaster.pcap",
+        "shared:chrissanders_packets/ratinfected.pcapng",
+        "default",
+    ),
     (
         "pw_app_http_session_reuse",
         "shared:chrissanders_packets/sessionhijacking.pcapng",

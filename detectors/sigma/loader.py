@@ -40,6 +40,7 @@ KINDS = (
     "dns",
     "http",
     "tls",
+    "shell",
     "ssh",
     "ftp",
     "telnet",

@@ -73,7 +73,7 @@ class Transport(Protocol):
 class Topics(BaseModel):
     """Topic names (configurable); one feed topic per enterprise: ``<feed_prefix>.<id>``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     flows: str = Field("parkwatch.flows", description="Flow records.")
     events: str = Field("parkwatch.events", description="OT/IT events, ARP events, weirds.")
@@ -95,14 +95,14 @@ class Topics(BaseModel):
         return self.events
 
 
-TOPICS = Topics()
+TOPICS = Topics.model_construct()  # the defaults (validated models are built on first use)
 """Default topic names."""
 
 
 class TransportSettings(BaseModel):
-    """Producer, consumer and spool settings (proposed as ``Settings.transport``)."""
+    """Producer, consumer and spool settings (``Settings.transport``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     topics: Topics = Field(default_factory=Topics)
     partitions: int = Field(3, ge=1, description="Partitions of topics this client creates.")

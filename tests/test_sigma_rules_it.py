@@ -171,6 +171,12 @@ CASES: list[tuple[str, Any, Any, str]] = [
         "default",
     ),
     (
+        "pw_net_invalid_tcp_flags",
+        "shared:chrissanders_packets/activeosfingerprinting.pcapng",
+        "shared:chrissanders_packets/synscan.pcapng",
+        "default",
+    ),
+    (
         "pw_net_icmp_sweep",
         "shared:stratosphere_slips/test12-icmp-portscan.pcap",
         "sample_park",

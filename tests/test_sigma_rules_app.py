@@ -12,7 +12,7 @@ from scapy.packet import Packet
 from scapy.utils import rdpcap
 
 from tests.helpers import Session
-from tests.test_sigma_rules_ot import REPLAY, check_case, moved, outputs, replay
+from tests.rules_harness import REPLAY, check_case, moved, outputs, replay
 
 
 def telnet_guessing(attempts: int) -> list[Packet]:
@@ -181,7 +181,7 @@ def test_every_rule_is_tested() -> None:
 
 def test_brute_force_alert_names_the_client() -> None:
     """Failure replies come from the server: the alert's attacker is the guessing client."""
-    from tests.test_sigma_rules_ot import PARK, rule_id
+    from tests.rules_harness import PARK, rule_id
 
     rid = rule_id("pw_app_ftp_login_failures")
     hits = [a for a in replay(REPLAY / "it_ftp_brute_force.pcap", PARK) if a.rule_id == rid]

@@ -14,38 +14,10 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
-from scapy.utils import wrpcap
 
-from detectors.sigma import SigmaEngine, load_pack
-from parkwatch.schema import Alert, ArpEvent, FlowRecord
-from parkwatch.topology import Topology, load_topology
-from tests.helpers import SHARED, Session, run_capture
-
-ROOT = Path(__file__).resolve().parents[1]
-REPLAY = ROOT / "replay_pcaps"
-PACK = load_pack(ROOT / "rules")
-PARK = load_topology(REPLAY / "park.yaml")
-
-
-def replay(path: Path, topology: Topology | None) -> list[Alert]:
-    """Flows and ARP events of a capture through the engine, in emission order, then flush."""
-    engine = SigmaEngine(PACK, topology)
-    res = run_capture(str(path), topology)
-    alerts: list[Alert] = []
-    for rec in res.order:
-        if isinstance(rec, FlowRecord):
-            alerts += engine.process("flow", rec.to_dict())
-        elif isinstance(rec, ArpEvent):
-            alerts += engine.process("arp", rec.to_dict())
-    return alerts + engine.flush()
-
-
-def rule_id(name: str) -> str:
-    for rule, meta in [*PACK.rules, *PACK.correlations]:
-        if rule.name == name:
-            return meta.id
-    raise KeyError(name)
-
+from tests.helpers import Session
+from tests.rules_harness import PACK, PARK, REPLAY, check_case, replay, rule_id
+from tests.rules_harness import outputs as folder_outputs
 
 # -- crafted captures ----------------------------------------------------------------------
 
@@ -248,54 +220,17 @@ CASES: list[tuple[str, Any, Any, str]] = [
 ]
 
 
-def _capture(spec: Any, tmp_path: Path, tag: str) -> Path:
-    if callable(spec):
-        path = tmp_path / f"{tag}.pcap"
-        wrpcap(str(path), spec())
-        return path
-    if spec.startswith("shared:"):
-        path = SHARED / spec.removeprefix("shared:")
-        if not path.exists():
-            pytest.skip(f"shared capture {path} absent")
-        return path
-    return REPLAY / f"{spec}.pcap"
-
-
-def _topology(kind: str, spec: Any) -> Topology | None:
-    if kind == "park_or_default":  # shared captures use their own addresses
-        return None if isinstance(spec, str) and spec.startswith("shared:") else PARK
-    return PARK if kind == "park" else None
-
-
 @pytest.mark.parametrize(
     ("name", "fires", "silent", "topo"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
 )
 def test_rule_fires_and_stays_silent(
     name: str, fires: Any, silent: Any, topo: str, tmp_path: Path
 ) -> None:
-    rid = rule_id(name)
-    hits = [
-        a
-        for a in replay(_capture(fires, tmp_path, "fire"), _topology(topo, fires))
-        if a.rule_id == rid
-    ]
-    assert hits, f"{name} did not fire"
-    a = hits[0]
-    assert a.detector == "sigma" and a.techniques and a.category and a.level
-    assert a.attackers and a.reason
-    assert a.flow_uids or a.evidence.get("count") or a.event_uids is not None
-    quiet = [
-        a
-        for a in replay(_capture(silent, tmp_path, "silent"), _topology(topo, silent))
-        if a.rule_id == rid
-    ]
-    assert not quiet, f"{name} fired on the silent capture: {quiet[0].reason}"
+    check_case(name, fires, silent, topo, tmp_path)
 
 
 def test_every_rule_is_tested() -> None:
     """Each standalone rule and each correlation has a fire/silent case above."""
-    from tests.test_sigma_rules_ot import outputs as folder_outputs
-
     tested = {c[0] for c in CASES}
     outputs = folder_outputs("net") | folder_outputs("it")  # rules/ot, rules/app: their tests
     assert outputs and outputs - tested == set()

@@ -26,12 +26,12 @@ from correlator.labels import (
     load_labels,
     sha256_of,
 )
-from correlator.ratio import defended_ratio
 from correlator.scoring import Score, score
 from correlator.suppress import Suppressions
 from parkwatch import __version__
 from parkwatch.config import Settings
 from parkwatch.errors import CaptureError
+from parkwatch.indicators import defended_ratio
 from parkwatch.schema import Alert, FlowRecord, Incident, Record
 from parkwatch.schema.columns import Columns
 from parkwatch.stages import load_stage

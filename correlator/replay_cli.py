@@ -22,7 +22,9 @@ from correlator.report_html import render
 from correlator.suppress import Suppressions
 from parkwatch.config import load_settings
 from parkwatch.durations import parse_duration
-from parkwatch.schema import RECORD_TYPES, Record
+from parkwatch.schema import RECORD_TYPES, Incident, Record
+from parkwatch.store import results as results_store
+from parkwatch.store import workflow
 from parkwatch.store.sqlite import SqliteStore
 from parkwatch.topology import load_topology
 
@@ -109,8 +111,12 @@ def replay_command(
             from correlator.labels import check_capture
 
             check_capture(lab, p)
-    supp = Suppressions.load(suppress)
     outdir = Path(out)
+    db = Path(store_path) if store_path else outdir / "parkwatch.db"
+    outdir.mkdir(parents=True, exist_ok=True)
+    with SqliteStore.open(db) as st:  # operators' false positives apply to this replay
+        stored = [s["rule"] for s in workflow.suppressions(st)]
+    supp = Suppressions.load(suppress) + Suppressions.parse(stored, f"{db} (false positives)")
     writers = Writers(outdir)
     show = sys.stderr.isatty() if progress is None else progress
     results = []
@@ -164,9 +170,15 @@ def replay_command(
     )
     (outdir / "manifest.json").write_bytes(orjson.dumps(man, option=orjson.OPT_INDENT_2))
     alerts = [a for r in results for a in r.alerts]
-    with SqliteStore.open(store_path or outdir / "parkwatch.db") as st:
+    with SqliteStore.open(db) as st:
         st.put(alerts)
         st.put(incidents)
+        st.put(_evidence(outdir, incidents))
+        results_store.put_campaigns(st, [
+            {**c.to_dict(), "first_seen_ns": c.first_seen, "last_seen_ns": c.last_seen}
+            for r in results for c in r.campaigns
+        ])
+        results_store.put_replay(st, [str(r.capture) for r in results], card, man)
     if es_url:
         from parkwatch.elastic import ElasticSink
 
@@ -188,6 +200,15 @@ def replay_command(
         f"({dr['unknown']} unknown) -> {outdir}",
         err=True,
     )
+
+
+def _evidence(outdir: Path, incidents: list[Incident]) -> Iterator[Record]:
+    """The flows and events the incidents cite, read back from this replay's JSON lines."""
+    want = {u for i in incidents for u in (*i.flow_uids, *i.event_uids)}
+    for name in ("flows", "events"):
+        for rec in _read_records(outdir / f"{name}.jsonl"):
+            if getattr(rec, "uid", None) in want:
+                yield rec
 
 
 def _read_records(path: Path) -> Iterator[Record]:

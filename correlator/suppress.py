@@ -71,15 +71,20 @@ class Suppressions:
             data = yaml.safe_load(p.read_text(encoding="utf-8")) or []
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"cannot read suppression rules: {exc}", file=str(p)) from exc
+        return cls.parse(data, str(p))
+
+    @classmethod
+    def parse(cls, data: Any, where: str) -> Suppressions:
+        """Rules from a list of mappings (a rules file, or the store's false positives)."""
         if not isinstance(data, list):
-            raise ConfigError("suppression rules are a YAML list", file=str(p))
+            raise ConfigError("suppression rules are a YAML list", file=where)
         rules = []
         for k, item in enumerate(data):
             if not isinstance(item, dict) or not item or set(item) - KEYS:
                 bad = sorted(set(item) - KEYS) if isinstance(item, dict) else []
                 raise ConfigError(
                     f"rule {k}: unknown keys {bad}" if bad else f"rule {k} must be a mapping",
-                    file=str(p),
+                    file=where,
                     field=f"[{k}]",
                 )
             try:
@@ -95,8 +100,11 @@ class Suppressions:
                     )
                 )
             except (ValueError, SchemaError) as exc:
-                raise ConfigError(f"rule {k}: {exc}", file=str(p), field=f"[{k}]") from exc
+                raise ConfigError(f"rule {k}: {exc}", file=where, field=f"[{k}]") from exc
         return cls(rules)
+
+    def __add__(self, other: Suppressions) -> Suppressions:
+        return Suppressions(self.rules + other.rules)
 
 
 def _net(value: Any) -> Any:

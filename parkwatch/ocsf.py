@@ -28,6 +28,7 @@ INCIDENT_STATUS = {
     "open": (1, "Create", 1, "New"),
     "acknowledged": (2, "Update", 2, "In Progress"),
     "resolved": (3, "Close", 4, "Resolved"),
+    "false_positive": (3, "Close", 5, "Closed"),  # closed as a false positive
 }
 
 ENTERPRISE_TACTICS = {

@@ -9,9 +9,9 @@ import pytest
 from correlator.evidence import Facts, verdict
 from correlator.incidents import Correlator
 from correlator.labels import Attack, LabelError, check_capture, load_labels
-from correlator.ratio import defended_ratio
 from correlator.scoring import matches, score
 from correlator.suppress import Suppressions
+from parkwatch.indicators import defended_ratio
 from parkwatch.schema import Alert, FlowRecord, Incident, OtEvent, parse_ts
 from parkwatch.topology import load_topology
 

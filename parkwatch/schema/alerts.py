@@ -109,7 +109,7 @@ class Incident(Record):
         "Park-level campaign id when this incident is part of a multi-enterprise campaign.",
         default=None,
     )
-    status: str = doc("'open', 'acknowledged' or 'resolved' (operator workflow).", default="open")
+    status: str = doc("'open', 'acknowledged', 'resolved' or 'false_positive' (operator workflow).", default="open")
     acknowledged_at: int | None = doc(
         "When an operator acknowledged it (RFC 3339 in JSON).", ts=True, default=None
     )

@@ -46,6 +46,44 @@ MIGRATIONS: list[tuple[str, ...]] = [
             PRIMARY KEY (kind, rid, enterprise)) WITHOUT ROWID""",
         "CREATE INDEX enterprises_by ON enterprises (enterprise, kind)",
     ),
+    # 2: the console: operator workflow (assignee, change sequence for API cursors), accounts,
+    # sessions, enterprise API tokens, audit log, comments, suppressions made from false
+    # positives, campaigns, replay scorecards and the passive asset inventory.
+    (
+        "ALTER TABLE incidents ADD COLUMN assignee TEXT",
+        "ALTER TABLE incidents ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",
+        "UPDATE incidents SET seq = rowid",
+        "CREATE INDEX incidents_seq ON incidents (seq)",
+        """CREATE TABLE users (
+            name TEXT PRIMARY KEY, role TEXT NOT NULL, enterprise TEXT,
+            pw_hash TEXT NOT NULL, created_ns INTEGER NOT NULL)""",
+        """CREATE TABLE sessions (
+            id_hash TEXT PRIMARY KEY, user TEXT NOT NULL, csrf TEXT NOT NULL,
+            created_ns INTEGER NOT NULL, expires_ns INTEGER NOT NULL)""",
+        """CREATE TABLE api_tokens (
+            id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, enterprise TEXT NOT NULL,
+            label TEXT NOT NULL, created_ns INTEGER NOT NULL, revoked_ns INTEGER)""",
+        """CREATE TABLE audit (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, ts_ns INTEGER NOT NULL, actor TEXT NOT NULL,
+            action TEXT NOT NULL, target TEXT, detail TEXT NOT NULL)""",
+        "CREATE INDEX audit_target ON audit (target)",
+        """CREATE TABLE comments (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, incident_id TEXT NOT NULL,
+            ts_ns INTEGER NOT NULL, author TEXT NOT NULL, text TEXT NOT NULL)""",
+        "CREATE INDEX comments_incident ON comments (incident_id)",
+        """CREATE TABLE suppressions (
+            id TEXT PRIMARY KEY, created_ns INTEGER NOT NULL, author TEXT NOT NULL,
+            incident_id TEXT, rule TEXT NOT NULL, active INTEGER NOT NULL DEFAULT 1)""",
+        """CREATE TABLE campaigns (
+            id TEXT PRIMARY KEY, first_seen_ns INTEGER NOT NULL, last_seen_ns INTEGER NOT NULL,
+            record BLOB NOT NULL)""",
+        """CREATE TABLE replays (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, ts_ns INTEGER NOT NULL,
+            captures TEXT NOT NULL, scorecard BLOB NOT NULL, manifest BLOB NOT NULL)""",
+        """CREATE TABLE assets (
+            ip TEXT PRIMARY KEY, enterprise TEXT, first_ns INTEGER NOT NULL,
+            last_ns INTEGER NOT NULL, record BLOB NOT NULL)""",
+    ),
 ]
 """Migration steps; step ``n`` (1-based) moves ``user_version`` from ``n - 1`` to ``n``."""
 

@@ -10,10 +10,11 @@ acknowledged or resolved.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,7 +48,10 @@ class SqliteStore:
     def open(cls, path: str | Path) -> SqliteStore:
         where = str(path)
         try:
-            conn = sqlite3.connect(where, isolation_level=None, timeout=10.0)
+            # one connection per user (a console request may hop threads, never runs two at once)
+            conn = sqlite3.connect(
+                where, isolation_level=None, timeout=10.0, check_same_thread=False
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             migrate(conn, MIGRATIONS, where)
@@ -148,7 +152,8 @@ class SqliteStore:
                 inc, status=old[0], acknowledged_at=old[1], resolved_at=old[2]
             )
         self._upsert("incidents", "id", {
-            "id": inc.id, "first_seen_ns": inc.first_seen, "last_seen_ns": inc.last_seen,
+            "id": inc.id, "seq": self.next_seq(),
+            "first_seen_ns": inc.first_seen, "last_seen_ns": inc.last_seen,
             "category": inc.category, "severity": inc.severity,
             "defended": None if inc.defended is None else int(inc.defended),
             "alert_count": inc.alert_count, "status": inc.status,
@@ -166,11 +171,24 @@ class SqliteStore:
 
     def acknowledge(self, incident_id: str, at_ns: int) -> Incident:
         """Mark an open incident acknowledged at ``at_ns``; returns the updated incident."""
-        return self._transition(incident_id, at_ns, "acknowledged", ("open",))
+        with self.transaction():
+            return self._transition(incident_id, at_ns, "acknowledged", ("open",))
 
     def resolve(self, incident_id: str, at_ns: int) -> Incident:
         """Mark an open or acknowledged incident resolved at ``at_ns``."""
-        return self._transition(incident_id, at_ns, "resolved", ("open", "acknowledged"))
+        with self.transaction():
+            return self._transition(incident_id, at_ns, "resolved", ("open", "acknowledged"))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any error)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
 
     def _transition(self, iid: str, at_ns: int, to: str, allowed: tuple[str, ...]) -> Incident:
         inc = self.incident(iid)
@@ -182,16 +200,19 @@ class SqliteStore:
             )
         if at_ns < inc.first_seen:
             raise StoreError(f"incident {iid!r}: {to} time is before its first alert")
-        when = {"acknowledged": "acknowledged_at", "resolved": "resolved_at"}[to]
+        when = "acknowledged_at" if to == "acknowledged" else "resolved_at"
         new = dataclasses.replace(inc, status=to)
         setattr(new, when, at_ns)
-        self.conn.execute("BEGIN IMMEDIATE")
         self.conn.execute(
-            f"UPDATE incidents SET status = ?, {when}_ns = ?, record = ? WHERE id = ?",
-            (to, at_ns, new.to_json(), iid),
+            f"UPDATE incidents SET status = ?, {when}_ns = ?, record = ?, seq = ? WHERE id = ?",
+            (to, at_ns, new.to_json(), self.next_seq(), iid),
         )
-        self.conn.execute("COMMIT")
         return new
+
+    def next_seq(self) -> int:
+        """The next value of the incidents' change sequence (API cursors follow it)."""
+        row = self.conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM incidents").fetchone()
+        return int(row[0])
 
     # queries --------------------------------------------------------------------------------
 

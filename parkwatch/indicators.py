@@ -1,8 +1,9 @@
 """The defended-attack ratio (AII park indicator 10): defended attacks / all attacks.
 
 Counted over attack incidents with a verdict; incidents without one (``defended`` is None) are
-reported beside the ratio as ``unknown`` and never counted as either. Reported park-wide and
-per enterprise, category and period (UTC day by default).
+reported beside the ratio as ``unknown`` and never counted as either; incidents an operator marked
+``false_positive`` were no attack and are left out. Reported park-wide and per enterprise,
+category and period (UTC day by default). Shared by the correlator's reports and the console.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def defended_ratio(incidents: Iterable[Incident], period_ns: int = DAY) -> dict[
     total = _cell()
     by: dict[str, dict[str, dict[str, int]]] = {"enterprise": {}, "category": {}, "period": {}}
     for inc in incidents:
+        if inc.status == "false_positive":
+            continue
         verdict = "unknown" if inc.defended is None else "defended" if inc.defended else "succeeded"
         start = inc.first_seen - inc.first_seen % period_ns
         period = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start // 1_000_000_000))

@@ -1,4 +1,4 @@
-"""``parkwatch report`` (park security indicators) and ``parkwatch incident`` (operator workflow).
+"""``parkwatch report``: the park security indicator report (triage: ``parkwatch incidents``).
 
 The indicator report reads the store: indicator 10 — the defended-attack ratio (defended /
 (defended + succeeded), unknown verdicts beside it) park-wide and per enterprise, category and
@@ -9,16 +9,14 @@ counted apart).
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 
-from correlator.ratio import defended_ratio
 from parkwatch.errors import ConfigError
-from parkwatch.schema import Incident, SchemaError, format_ts, parse_ts
+from parkwatch.indicators import defended_ratio
+from parkwatch.schema import Incident, SchemaError, parse_ts
 from parkwatch.store.sqlite import SqliteStore
 
 NS = 1_000_000_000
@@ -113,47 +111,3 @@ def report_command(
         click.echo(orjson.dumps(rep, option=orjson.OPT_INDENT_2).decode())
     else:
         click.echo(_text(rep, since, until))
-
-
-@click.group("incident")
-def incident_command() -> None:
-    """Operator workflow on stored incidents: list, ack, resolve."""
-
-
-@incident_command.command("list")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, exists=True), required=True)
-@click.option("--status", default=None, type=click.Choice(["open", "acknowledged", "resolved"]))
-def _list(store_path: str, status: str | None) -> None:
-    with SqliteStore.open(store_path) as st:
-        for i in st.incidents():
-            if status is None or i.status == status:
-                click.echo(
-                    f"{i.id}  {format_ts(i.first_seen)}  {i.severity:8} {i.category:24} "
-                    f"{i.status:12} {','.join(i.attackers[:2])} -> {','.join(i.targets[:2])}"
-                )
-
-
-def _transition(store_path: str, incident_id: str, at: str | None, action: str) -> None:
-    when = _when(at, "--at") if at else time.time_ns()
-    assert when is not None
-    with SqliteStore.open(Path(store_path)) as st:
-        inc = getattr(st, action)(incident_id, when)
-    click.echo(f"{inc.id}: {inc.status} at {format_ts(when)}")
-
-
-@incident_command.command("ack")
-@click.argument("incident_id")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, exists=True), required=True)
-@click.option("--at", default=None, help="RFC 3339 time (default: now).")
-def _ack(incident_id: str, store_path: str, at: str | None) -> None:
-    """Acknowledge an incident."""
-    _transition(store_path, incident_id, at, "acknowledge")
-
-
-@incident_command.command("resolve")
-@click.argument("incident_id")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, exists=True), required=True)
-@click.option("--at", default=None, help="RFC 3339 time (default: now).")
-def _resolve(incident_id: str, store_path: str, at: str | None) -> None:
-    """Resolve an incident."""
-    _transition(store_path, incident_id, at, "resolve")

@@ -140,11 +140,11 @@ def test_indicator_report_and_operator_workflow(run, tmp_path):
     first = lines(out / "incidents.jsonl")[0]
     assert (
         pw(
-            "incident", "ack", first["id"], "--store", str(db), "--at", "2030-01-01T00:00:00Z"
+            "incidents", "ack", first["id"], "--store", str(db), "--at", "2030-01-01T00:00:00Z"
         ).returncode
         == 0
     )
-    assert pw("incident", "resolve", first["id"], "--store", str(db)).returncode == 0
+    assert pw("incidents", "resolve", first["id"], "--store", str(db)).returncode == 0
     rep = pw("report", "--store", str(db), "--format", "json")
     assert rep.returncode == 0, rep.stderr
     doc = orjson.loads(rep.stdout)

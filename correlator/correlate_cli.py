@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +22,62 @@ import yaml
 
 from correlator.incidents import Correlator
 from correlator.suppress import Suppressions
+from parkwatch.assets import AssetBook
 from parkwatch.config import load_settings
 from parkwatch.durations import parse_duration
 from parkwatch.errors import ConfigError
 from parkwatch.schema import Alert, Incident, Record
+from parkwatch.store import results, workflow
 from parkwatch.store.sqlite import SqliteStore
 from parkwatch.topology import load_topology
 from parkwatch.transport.base import open_transport
 from parkwatch.transport.worker import run_stage
+
+
+class StoreSync:
+    """What the live correlator shares with the console through the store: operators' false
+    positives (re-read every ``every_s``, so a suppression made in the console applies within
+    that time), the passive asset inventory (written back as often) and the evidence: the
+    flows and events a changed incident cites, from the last ``keep_facts`` facts seen."""
+
+    def __init__(
+        self, store: SqliteStore, from_file: Suppressions, every_s: float = 30.0,
+        keep_facts: int = 50_000,
+    ) -> None:
+        self.store = store
+        self.recent: OrderedDict[str, Record] = OrderedDict()
+        self.keep_facts = keep_facts
+        self.from_file = from_file
+        self.every = every_s
+        self.last = time.monotonic()
+        self.book = AssetBook()
+        for known in results.assets(store):
+            self.book.merge(known)
+
+    def suppressions(self) -> Suppressions:
+        stored = [s["rule"] for s in workflow.suppressions(self.store)]
+        return self.from_file + Suppressions.parse(stored, f"{self.store.path} (false positives)")
+
+    def observe(self, records: list[Record], corr: Correlator) -> None:
+        for r in records:
+            self.book.observe(r)
+            uid = getattr(r, "uid", None)
+            if uid and not isinstance(r, Alert):
+                self.recent[uid] = r
+                if len(self.recent) > self.keep_facts:
+                    self.recent.popitem(last=False)
+        if time.monotonic() - self.last >= self.every:
+            corr.suppress = self.suppressions()
+            self.flush()
+
+    def evidence(self, incidents: list[Incident]) -> list[Record]:
+        """The cited facts still in memory (the store upserts, so resending is harmless)."""
+        uids = {u for i in incidents for u in (*i.flow_uids, *i.event_uids)}
+        return [self.recent[u] for u in sorted(uids) if u in self.recent]
+
+    def flush(self) -> None:
+        self.last = time.monotonic()
+        results.put_assets(self.store, [a.to_dict() for a in self.book.assets()])
 
 
 class LiveCorrelator:
@@ -101,12 +151,14 @@ def correlate_command(
     settings = load_settings(config, topology=Path(topology) if topology else None)
     topo = load_topology(settings.topology)
     ts = settings.transport
+    from_file = Suppressions.load(suppress)
+    store = SqliteStore.open(store_path)
+    sync = StoreSync(store, from_file)
     live = LiveCorrelator(
-        Correlator(topo, parse_duration(window), Suppressions.load(suppress)), parse_duration(keep)
+        Correlator(topo, parse_duration(window), sync.suppressions()), parse_duration(keep)
     )
     transport = open_transport(url, ts)
     feeds = _feeds(feeds_path, transport)
-    store = SqliteStore.open(store_path)
     es = None
     if es_url:
         from parkwatch.elastic import ElasticSink
@@ -117,8 +169,9 @@ def correlate_command(
         signal.signal(sig, lambda *_: stop.set())
 
     def process(records: list[Record]) -> list[tuple[str, Record]]:
+        sync.observe(records, live.corr)
         alerts, changed = live.process(records)
-        store.put([*alerts, *changed])  # durable before the input is committed
+        store.put([*sync.evidence(changed), *alerts, *changed])  # durable before the commit
         if es is not None:
             es.put([*alerts, *changed])
         if feeds is not None:
@@ -129,6 +182,7 @@ def correlate_command(
     try:
         st = run_stage(transport, topics, group, process, stop=stop, idle_exit=idle_exit)
     finally:
+        sync.flush()
         if feeds is not None:
             feeds.flush()
         if es is not None:

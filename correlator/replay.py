@@ -132,8 +132,9 @@ def replay_capture(
     learn_for_ns: int | None = None,
     suppressions: Suppressions | None = None,
     progress: Callable[[int, int], None] | None = None,
+    observe: Callable[[Record], None] | None = None,
 ) -> CaptureResult:
-    """Replay one capture through the whole pipeline."""
+    """Replay one capture through the whole pipeline (``observe`` also sees every fact)."""
     digest = sha256_of(capture)
     if labels is not None:
         check_capture(labels, capture)
@@ -149,6 +150,8 @@ def replay_capture(
             res.last_ns = ts
 
     def fact(rec: Record) -> None:
+        if observe is not None:
+            observe(rec)
         alerts = stage.process(rec)
         if alerts:
             corr.add(alerts)

@@ -20,6 +20,7 @@ from correlator.replay import (
 )
 from correlator.report_html import render
 from correlator.suppress import Suppressions
+from parkwatch.assets import AssetBook
 from parkwatch.config import load_settings
 from parkwatch.durations import parse_duration
 from parkwatch.schema import RECORD_TYPES, Incident, Record
@@ -114,8 +115,11 @@ def replay_command(
     outdir = Path(out)
     db = Path(store_path) if store_path else outdir / "parkwatch.db"
     outdir.mkdir(parents=True, exist_ok=True)
+    book = AssetBook()
     with SqliteStore.open(db) as st:  # operators' false positives apply to this replay
         stored = [s["rule"] for s in workflow.suppressions(st)]
+        for known in results_store.assets(st):  # the inventory grows replay by replay
+            book.merge(known)
     supp = Suppressions.load(suppress) + Suppressions.parse(stored, f"{db} (false positives)")
     writers = Writers(outdir)
     show = sys.stderr.isatty() if progress is None else progress
@@ -148,6 +152,7 @@ def replay_command(
                         learn_for_ns=learn_ns,
                         suppressions=supp,
                         progress=tick,
+                        observe=book.observe,
                     )
                 )
             finally:
@@ -179,6 +184,7 @@ def replay_command(
             for r in results for c in r.campaigns
         ])
         results_store.put_replay(st, [str(r.capture) for r in results], card, man)
+        results_store.put_assets(st, [a.to_dict() for a in book.assets()])
     if es_url:
         from parkwatch.elastic import ElasticSink
 

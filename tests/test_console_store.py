@@ -4,6 +4,7 @@ migration of a step-1 store, and the headless CLI equivalents."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -217,3 +218,47 @@ def test_cli_errors_are_one_line_messages(tmp_path: Path, capsys) -> None:
         f"parkwatch: error: no store at {tmp_path / 'none.db'} "
         "(run parkwatch replay first or fix --store)",
     ]
+
+
+def test_replays_build_the_asset_inventory_in_the_store(tmp_path: Path) -> None:
+    db = tmp_path / "park.db"
+    _replay(db, tmp_path / "r1", "modbus_unauthorized_write.pcap")
+    with SqliteStore.open(db) as st:
+        first = {a["ip"]: a for a in results.assets(st)}
+    plcs = [ip for ip, a in first.items() if "plc" in a["roles"]]
+    assert plcs and all(first[ip]["serves"] == ["modbus"] for ip in plcs)
+    assert all(a["role_evidence"] for a in first.values() if a["roles"])
+    _replay(db, tmp_path / "r2", "s7comm_plc_attacks.pcap")
+    with SqliteStore.open(db) as st:
+        both = {a["ip"]: a for a in results.assets(st)}
+        ent_a = results.assets(st, enterprise="ent-a")
+    assert set(first) <= set(both) and len(both) > len(first)  # merged, nothing lost
+    assert any("s7comm" in a["serves"] for a in both.values())
+    assert ent_a and all(a["enterprise"] == "ent-a" for a in ent_a)
+
+
+def test_the_live_correlator_shares_suppressions_assets_and_evidence(tmp_path: Path) -> None:
+    from correlator.correlate_cli import StoreSync
+    from correlator.incidents import Correlator
+    from correlator.suppress import Suppressions
+    from parkwatch.topology import load_topology
+    from tests.test_store import sample_event, sample_flow
+
+    with SqliteStore.open(tmp_path / "live.db") as st:
+        st.put([sample_incident("inc-1")])
+        corr = Correlator(load_topology(PCAPS / "park.yaml"))
+        sync = StoreSync(st, Suppressions([]), every_s=0.0)
+        assert sync.suppressions().rules == []
+        workflow.false_positive(st, "inc-1", "op", "lab traffic")
+        facts = [sample_flow(0), sample_event(0), sample_flow(1)]
+        sync.observe(facts, corr)  # every_s=0: re-reads the store at once
+        assert corr.suppress.matches(sample_alert(5))
+        corr.add([sample_alert(5)])
+        assert corr.incidents() == [] and corr.suppressed == 1
+        citing = dataclasses.replace(
+            sample_incident("inc-2"), flow_uids=("F0000", "F9999"), event_uids=("E0000",)
+        )
+        cited = sync.evidence([citing])
+        assert sorted(r.uid for r in cited) == ["E0000", "F0000"]
+        assets = {a["ip"]: a for a in results.assets(st)}
+        assert "plc" in assets["10.1.2.10"]["roles"] and "10.1.1.5" in assets

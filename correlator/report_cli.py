@@ -15,11 +15,9 @@ import click
 import orjson
 
 from parkwatch.errors import ConfigError
-from parkwatch.indicators import defended_ratio
-from parkwatch.schema import Incident, SchemaError, parse_ts
+from parkwatch.indicators import indicators
+from parkwatch.schema import SchemaError, parse_ts
 from parkwatch.store.sqlite import SqliteStore
-
-NS = 1_000_000_000
 
 
 def _when(text: str | None, field: str) -> int | None:
@@ -29,35 +27,6 @@ def _when(text: str | None, field: str) -> int | None:
         return parse_ts(text)
     except SchemaError:
         raise ConfigError(f"not an RFC 3339 time: {text!r}", field=field) from None
-
-
-def _spread(values: list[int]) -> dict[str, Any]:
-    if not values:
-        return {"count": 0, "median_s": None, "mean_s": None, "p90_s": None}
-    v = sorted(values)
-    return {
-        "count": len(v),
-        "median_s": round(v[len(v) // 2] / NS, 3),
-        "mean_s": round(sum(v) / len(v) / NS, 3),
-        "p90_s": round(v[min(len(v) - 1, int(0.9 * len(v)))] / NS, 3),
-    }
-
-
-def indicators(incidents: list[Incident]) -> dict[str, Any]:
-    ack = [i.acknowledged_at - i.first_seen for i in incidents if i.acknowledged_at is not None]
-    res = [i.resolved_at - i.first_seen for i in incidents if i.resolved_at is not None]
-    return {
-        "incidents": len(incidents),
-        "indicator_10_defended_ratio": defended_ratio(incidents),
-        "indicator_13_response_speed": {
-            "to_acknowledge": _spread(ack),
-            "to_resolve": _spread(res),
-            "never_acknowledged": sum(
-                1 for i in incidents if i.acknowledged_at is None and i.resolved_at is None
-            ),
-            "open": sum(1 for i in incidents if i.status != "resolved"),
-        },
-    }
 
 
 def _text(rep: dict[str, Any], since: str | None, until: str | None) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from parkwatch.schema import Incident
 
 DAY = 86_400 * 1_000_000_000
+NS = 1_000_000_000
 
 
 def _cell() -> dict[str, int]:
@@ -47,4 +48,35 @@ def defended_ratio(incidents: Iterable[Incident], period_ns: int = DAY) -> dict[
     return {
         "park": _finish(total),
         **{g: {k: _finish(v) for k, v in sorted(cells.items())} for g, cells in by.items()},
+    }
+
+
+def _spread(values: list[int]) -> dict[str, Any]:
+    if not values:
+        return {"count": 0, "median_s": None, "mean_s": None, "p90_s": None}
+    v = sorted(values)
+    return {
+        "count": len(v),
+        "median_s": round(v[len(v) // 2] / NS, 3),
+        "mean_s": round(sum(v) / len(v) / NS, 3),
+        "p90_s": round(v[min(len(v) - 1, int(0.9 * len(v)))] / NS, 3),
+    }
+
+
+def indicators(incidents: list[Incident]) -> dict[str, Any]:
+    """Indicator 10 (defended ratio) and 13 (response speed: first alert to acknowledgement
+    and to resolution; incidents never acknowledged and still open counted apart)."""
+    ack = [i.acknowledged_at - i.first_seen for i in incidents if i.acknowledged_at is not None]
+    res = [i.resolved_at - i.first_seen for i in incidents if i.resolved_at is not None]
+    return {
+        "incidents": len(incidents),
+        "indicator_10_defended_ratio": defended_ratio(incidents),
+        "indicator_13_response_speed": {
+            "to_acknowledge": _spread(ack),
+            "to_resolve": _spread(res),
+            "never_acknowledged": sum(
+                1 for i in incidents if i.acknowledged_at is None and i.resolved_at is None
+            ),
+            "open": sum(1 for i in incidents if i.status in ("open", "acknowledged")),
+        },
     }

@@ -29,7 +29,7 @@ CSP = (
 
 
 def create_app(store_path: str | Path, secure_cookies: bool = True) -> FastAPI:
-    from parkwatch.console import api, login, web
+    from parkwatch.console import api, login, reports, web
     from parkwatch.store.sqlite import SqliteStore
 
     SqliteStore.open(store_path).close()  # a bad file fails at start-up, not on a request
@@ -46,6 +46,7 @@ def create_app(store_path: str | Path, secure_cookies: bool = True) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(login.router)
     app.include_router(web.router)
+    app.include_router(reports.router)
     app.include_router(api.router)
 
     @app.exception_handler(LoginRequired)

@@ -9,7 +9,7 @@ events with a bearer token.
   enterprise answers 404 exactly like one that does not exist.
 * Feeds are cursor pages: pass the ``next`` of a page as ``since`` to get what came after it.
   Items are the records' JSON form (``parkwatch.incident/1``, ``parkwatch.alert/1``,
-  ``parkwatch.ot_event/1`` …, each carrying its ``schema``), timestamps as RFC 3339 text.
+  ``parkwatch.ot_event/2`` …, each carrying its ``schema``), timestamps as RFC 3339 text.
 
 The OpenAPI schema is served at ``/api/v1/openapi.json``; only these routes appear in it.
 """
@@ -168,7 +168,7 @@ def alerts(st: Store, enterprise: Enterprise, q: FeedQuery) -> Page:
 @router.get("/events", response_model=Page, responses=UNAUTHORIZED, tags=["enterprise API"],
             summary="OT and network events involving the token's enterprise")
 def events(st: Store, enterprise: Enterprise, q: FeedQuery) -> Page:
-    """Events (`parkwatch.ot_event/1` commands with function names and values,
+    """Events (`parkwatch.ot_event/2` commands with function names and values,
     `parkwatch.arp/1`, `parkwatch.weird/1`) involving this enterprise, in the order they were
     stored."""
     return _page(results.event_page, st, enterprise, q)

@@ -1,5 +1,5 @@
 """Events: facts below and beside flows (schemas ``parkwatch.weird/1``, ``parkwatch.arp/1``,
-``parkwatch.ot_event/1``).
+``parkwatch.ot_event/2``).
 
 Collectors emit these; they state what was seen, never whether it is bad.
 """

@@ -178,7 +178,7 @@ def replay_command(
     with SqliteStore.open(db) as st:
         st.put(alerts)
         st.put(incidents)
-        st.put(_evidence(outdir, incidents))
+        st.put(_facts(outdir, incidents))
         results_store.put_campaigns(st, [
             {**c.to_dict(), "first_seen_ns": c.first_seen, "last_seen_ns": c.last_seen}
             for r in results for c in r.campaigns
@@ -208,13 +208,15 @@ def replay_command(
     )
 
 
-def _evidence(outdir: Path, incidents: list[Incident]) -> Iterator[Record]:
-    """The flows and events the incidents cite, read back from this replay's JSON lines."""
-    want = {u for i in incidents for u in (*i.flow_uids, *i.event_uids)}
-    for name in ("flows", "events"):
-        for rec in _read_records(outdir / f"{name}.jsonl"):
-            if getattr(rec, "uid", None) in want:
-                yield rec
+def _facts(outdir: Path, incidents: list[Incident]) -> Iterator[Record]:
+    """What the store keeps of this replay's facts, read back from its JSON lines: every event
+    (OT/IT transactions, ARP, weirds: the enterprise feeds' ``/events``) and the flows the
+    incidents cite (flows are the bulk; ``flows.jsonl`` keeps them all)."""
+    want = {u for i in incidents for u in i.flow_uids}
+    yield from _read_records(outdir / "events.jsonl")
+    for rec in _read_records(outdir / "flows.jsonl"):
+        if getattr(rec, "uid", None) in want:
+            yield rec
 
 
 def _read_records(path: Path) -> Iterator[Record]:

@@ -16,9 +16,9 @@ from parkwatch.console.app import create_app
 from parkwatch.console.views import LEVEL_RANK, is_critical
 from parkwatch.indicators import defended_ratio
 from parkwatch.schema import Alert, Incident, OtEvent, format_ts
-from parkwatch.store import results, workflow
+from parkwatch.store import accounts, results, workflow
 from parkwatch.store.sqlite import SqliteStore
-from tests.console_fixtures import CAPTURES, XSS, _csrf
+from tests.console_fixtures import CAPTURES, PW, XSS, _csrf
 
 
 def _rows(text: str) -> list[str]:
@@ -399,3 +399,25 @@ def test_replays_page_shows_the_scorecard(login: Callable, st: SqliteStore) -> N
     assert f'<td class="defended-ratio">{park["ratio"]} ' in text
     for cap in CAPTURES:
         assert cap in text
+
+
+def test_repeated_failed_logins_are_throttled_and_audited(db: Path) -> None:
+    c = TestClient(create_app(db, secure_cookies=False))
+
+    def attempt(password: str) -> int:
+        page = c.get("/login")
+        return c.post("/login", data={"username": "op", "password": password,
+                                      "csrf": _csrf(page.text)}, follow_redirects=False).status_code
+
+    assert attempt(PW) == 303  # a success resets the count
+    assert [attempt(f"guess-{k}") for k in range(accounts.MAX_FAILED_LOGINS)] == [401] * 10
+    assert attempt(PW) == 429  # even the right password, until the window passes
+    with SqliteStore.open(db) as st:
+        actions = [e.action for e in workflow.audit_log(st) if e.actor == "op"]
+        assert actions.count("login_failed") == 10 and actions[0] == "login_throttled"
+        assert accounts.failed_logins(st, "op", window_ns=0) == 0  # outside the window
+    other = TestClient(create_app(db, secure_cookies=False))
+    page = other.get("/login")
+    r = other.post("/login", data={"username": "aud", "password": PW, "csrf": _csrf(page.text)},
+                   follow_redirects=False)
+    assert r.status_code == 303  # per user name: others are not locked out

@@ -87,6 +87,11 @@ def test_tokens_belong_to_one_enterprise_and_can_be_revoked(st: SqliteStore) -> 
 
 def test_triage_steps_are_audited_and_move_the_cursor(st: SqliteStore) -> None:
     st.put([sample_alert(0), sample_incident("inc-1"), sample_incident("inc-2")])
+    accounts.add_user(st, "alice", "operator", "long password")
+    accounts.add_user(st, "bob", "auditor", "long password")
+    for who in ("bob", "nobody"):
+        with pytest.raises(StoreError, match="is not an operator"):
+            workflow.assign(st, "inc-2", "op", who)
     _, cur = results.incident_page(st, "ent-a")
     assert [i.id for i in results.incident_page(st, "ent-a", cur)[0]] == []
     workflow.acknowledge(st, "inc-1", "op")
@@ -178,6 +183,8 @@ def test_cli_users_tokens_and_incident_triage(tmp_path: Path) -> None:
     incs = _replay(db, tmp_path / "r", "dnp3_restart_and_stop.pcap")
     s = str(db)
     _pw("users", "add", "op", "--role", "operator", "--store", s, "--password-stdin",
+        stdin="long password\n")
+    _pw("users", "add", "alice", "--role", "operator", "--store", s, "--password-stdin",
         stdin="long password\n")
     _pw("users", "add", "eb", "--role", "enterprise", "--enterprise", "ent-b", "--store", s,
         "--password-stdin", stdin="long password\n")

@@ -62,6 +62,12 @@ def login_submit(
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not csrf or not cookie or not hmac.compare_digest(csrf, cookie):
         raise HTTPException(403, "missing or stale form token: reload the login page")
+    if accounts.failed_logins(st, username) >= accounts.MAX_FAILED_LOGINS:
+        audit(st, username, "login_throttled", None)
+        return _login_page(
+            request, _local(next),
+            "Too many failed logins for this user: wait 15 minutes or ask an operator.", 429,
+        )
     user = accounts.authenticate(st, username, password)
     if user is None:
         audit(st, username, "login_failed", None)

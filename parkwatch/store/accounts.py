@@ -23,6 +23,9 @@ ROLES = ("operator", "auditor", "enterprise")
 """Console roles, from most to least reach."""
 SESSION_TTL_NS = 12 * 3600 * 1_000_000_000
 """A login lasts 12 hours (one shift)."""
+MAX_FAILED_LOGINS = 10
+"""Failed logins of one user name within ``FAILED_WINDOW_NS`` after which logins are refused."""
+FAILED_WINDOW_NS = 15 * 60 * 1_000_000_000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
@@ -131,6 +134,17 @@ def authenticate(st: SqliteStore, name: str, password: str) -> User | None:
         verify_password(password, _DUMMY)
         return None
     return User(*row[:3]) if verify_password(password, row[3]) else None
+
+
+def failed_logins(st: SqliteStore, name: str, window_ns: int = FAILED_WINDOW_NS) -> int:
+    """Failed logins of ``name`` (from the audit log) since the last success in the window."""
+    since = time.time_ns() - window_ns
+    row = st.conn.execute(
+        "SELECT count(*) FROM audit WHERE actor = ? AND action = 'login_failed' AND ts_ns > "
+        "max(?, coalesce((SELECT max(ts_ns) FROM audit WHERE actor = ? AND action = 'login'), 0))",
+        (name, since, name),
+    ).fetchone()
+    return int(row[0])
 
 
 def new_session(st: SqliteStore, u: User, ttl_ns: int = SESSION_TTL_NS) -> tuple[str, str]:

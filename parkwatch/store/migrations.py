@@ -67,6 +67,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
             seq INTEGER PRIMARY KEY AUTOINCREMENT, ts_ns INTEGER NOT NULL, actor TEXT NOT NULL,
             action TEXT NOT NULL, target TEXT, detail TEXT NOT NULL)""",
         "CREATE INDEX audit_target ON audit (target)",
+        "CREATE INDEX audit_actor ON audit (actor, action, ts_ns)",
         """CREATE TABLE comments (
             seq INTEGER PRIMARY KEY AUTOINCREMENT, incident_id TEXT NOT NULL,
             ts_ns INTEGER NOT NULL, author TEXT NOT NULL, text TEXT NOT NULL)""",

@@ -92,7 +92,16 @@ def resolve(
 
 
 def assign(st: SqliteStore, iid: str, actor: str, assignee: str) -> Incident:
+    """Give ``iid`` to an operator (a console user with that role); ``""`` unassigns."""
     inc = _get(st, iid)
+    assignee = assignee.strip()
+    if assignee:
+        row = st.conn.execute("SELECT role FROM users WHERE name = ?", (assignee,)).fetchone()
+        if row is None or row[0] != "operator":
+            raise StoreError(
+                f"{assignee!r} is not an operator", field="assignee",
+                hint="assign to a user added with parkwatch users add --role operator",
+            )
     with st.transaction() as c:
         c.execute(
             "UPDATE incidents SET assignee = ?, seq = ? WHERE id = ?",

@@ -90,7 +90,7 @@ def console(store: Path, log: Path) -> Iterator[str]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "parkwatch.cli", "serve", "--store", str(store),
-             "--host", "127.0.0.1", "--port", str(port), "--insecure-cookies"],
+             "--host", "127.0.0.1", "--port", str(port)],  # Secure cookies, as deployed
             stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
         )
     try:
@@ -154,4 +154,6 @@ def login(browser: Any, base: str, user: str) -> Any:
     page.wait_for_load_state()
     assert "/login" not in page.url, f"{user} not logged in: {page.inner_text('body')}"
     assert user in page.inner_text("#whoami")
+    cookie = next(c for c in ctx.cookies() if c["name"] == "pw_session")
+    assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     return page

@@ -235,6 +235,31 @@ def test_openapi_lists_api_paths_and_bearer_scheme(client: TestClient) -> None:
     assert "change" in spec["paths"]["/api/v1/incidents"]["get"]["description"]
 
 
+def test_openapi_documents_every_record_field_from_the_schema(client: TestClient) -> None:
+    import dataclasses
+
+    from parkwatch.schema import Alert, ArpEvent, Incident, OtEvent, Weird
+
+    comps = client.get("/api/v1/openapi.json").json()["components"]["schemas"]
+    for cls in (Incident, Alert, OtEvent, ArpEvent, Weird):
+        model = comps[cls.__name__ + "Record"]
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        assert set(model["properties"]) == {"schema", *fields}, cls
+        assert model["properties"]["schema"]["const"] == cls.schema_id()
+        assert model["additionalProperties"] is False
+        for name, f in fields.items():
+            prop = model["properties"][name]
+            assert prop["description"] == f.metadata["doc"], (cls, name)
+            assert (prop.get("format") == "date-time") == bool(f.metadata.get("ts")), name
+    page = comps["EventPage"]["properties"]["items"]["items"]
+    assert {m["$ref"].rsplit("/", 1)[1] for m in page["oneOf"]} == {
+        "OtEventRecord", "ArpEventRecord", "WeirdRecord",
+    }
+    assert comps["IncidentPage"]["properties"]["items"]["items"]["$ref"].endswith(
+        "/IncidentRecord"
+    )
+
+
 # schemathesis needs the schema when tests are collected, before the store exists (its lazy
 # from_fixture loader fails under pytest 9): load it from an app over an in-memory store, then
 # point that app at the replay store for the run (the schema does not depend on the data).

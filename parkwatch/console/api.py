@@ -25,6 +25,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from parkwatch.console.deps import Store
+from parkwatch.console.models import AlertRecord, EventRecord, IncidentRecord
 from parkwatch.schema import Record
 from parkwatch.store import accounts, results
 from parkwatch.store.sqlite import SqliteStore
@@ -59,14 +60,29 @@ class Page(BaseModel):
     """One page of a feed."""
 
     enterprise: str = Field(description="The token's enterprise: every item involves it.")
-    items: list[dict[str, Any]] = Field(
-        description="Records in their JSON form (each names its `schema`), oldest first."
-    )
     next: int = Field(
         ge=0, description="Cursor to pass as `since` for what comes after this page "
         "(unchanged when the page is empty)."
     )
     more: bool = Field(description="True when the page is full: poll again at once with `next`.")
+
+
+class IncidentPage(Page):
+    """A page of incidents."""
+
+    items: list[IncidentRecord] = Field(description="Incidents, oldest change first.")  # type: ignore[valid-type]
+
+
+class AlertPage(Page):
+    """A page of alerts."""
+
+    items: list[AlertRecord] = Field(description="Alerts, in the order they were stored.")  # type: ignore[valid-type]
+
+
+class EventPage(Page):
+    """A page of events (told apart by `schema`)."""
+
+    items: list[EventRecord] = Field(description="Events, in the order they were stored.")
 
 
 _HEADERS_401 = {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}}
@@ -113,10 +129,11 @@ FeedQuery = Annotated[Cursor, Query()]
 PageFn = Callable[[SqliteStore, str | None, int, int], tuple[list[Any], int]]
 
 
-def _page(fn: PageFn, st: SqliteStore, enterprise: str, q: Cursor) -> Page:
+def _page(fn: PageFn, st: SqliteStore, enterprise: str, q: Cursor) -> dict[str, Any]:
+    """The page as JSON-ready data; FastAPI checks it against the route's page model."""
     records, nxt = fn(st, enterprise, q.since, q.limit)
-    return Page(enterprise=enterprise, items=[_json(r) for r in records], next=nxt,
-                more=len(records) >= q.limit)
+    return {"enterprise": enterprise, "items": [_json(r) for r in records], "next": nxt,
+            "more": len(records) >= q.limit}
 
 
 def _json(rec: Record) -> dict[str, Any]:
@@ -131,9 +148,10 @@ def me(enterprise: Enterprise) -> Me:
     return Me(enterprise=enterprise)
 
 
-@router.get("/incidents", response_model=Page, responses=UNAUTHORIZED, tags=["enterprise API"],
+@router.get("/incidents", response_model=IncidentPage, responses=UNAUTHORIZED,
+            tags=["enterprise API"],
             summary="Incidents involving the token's enterprise, by change")
-def incidents(st: Store, enterprise: Enterprise, q: FeedQuery) -> Page:
+def incidents(st: Store, enterprise: Enterprise, q: FeedQuery) -> dict[str, Any]:
     """Incidents (`parkwatch.incident/1`) involving this enterprise, in the order they last
     changed. The cursor follows the store's change sequence: every correlator update and every
     triage step (acknowledged, assigned, resolved, marked false positive …) moves an incident
@@ -142,7 +160,7 @@ def incidents(st: Store, enterprise: Enterprise, q: FeedQuery) -> Page:
     return _page(results.incident_page, st, enterprise, q)
 
 
-@router.get("/incidents/{incident_id}", response_model=dict[str, Any],
+@router.get("/incidents/{incident_id}", response_model=IncidentRecord,
             responses={**UNAUTHORIZED, **NOT_FOUND}, tags=["enterprise API"],
             summary="One incident of the token's enterprise")
 def incident(
@@ -157,17 +175,17 @@ def incident(
     return _json(inc)
 
 
-@router.get("/alerts", response_model=Page, responses=UNAUTHORIZED, tags=["enterprise API"],
+@router.get("/alerts", response_model=AlertPage, responses=UNAUTHORIZED, tags=["enterprise API"],
             summary="Alerts involving the token's enterprise")
-def alerts(st: Store, enterprise: Enterprise, q: FeedQuery) -> Page:
+def alerts(st: Store, enterprise: Enterprise, q: FeedQuery) -> dict[str, Any]:
     """Alerts (`parkwatch.alert/1`) whose attacker or target side is this enterprise, in the
     order they were stored. A re-sent alert keeps its place and is not returned again."""
     return _page(results.alert_page, st, enterprise, q)
 
 
-@router.get("/events", response_model=Page, responses=UNAUTHORIZED, tags=["enterprise API"],
+@router.get("/events", response_model=EventPage, responses=UNAUTHORIZED, tags=["enterprise API"],
             summary="OT and network events involving the token's enterprise")
-def events(st: Store, enterprise: Enterprise, q: FeedQuery) -> Page:
+def events(st: Store, enterprise: Enterprise, q: FeedQuery) -> dict[str, Any]:
     """Events (`parkwatch.ot_event/2` commands with function names and values,
     `parkwatch.arp/1`, `parkwatch.weird/1`) involving this enterprise, in the order they were
     stored."""

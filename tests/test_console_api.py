@@ -247,6 +247,7 @@ def test_openapi_documents_every_record_field_from_the_schema(client: TestClient
         assert set(model["properties"]) == {"schema", *fields}, cls
         assert model["properties"]["schema"]["const"] == cls.schema_id()
         assert model["additionalProperties"] is False
+        assert set(model["required"]) == {"schema", *fields}  # to_dict writes every key
         for name, f in fields.items():
             prop = model["properties"][name]
             assert prop["description"] == f.metadata["doc"], (cls, name)

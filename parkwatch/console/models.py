@@ -14,6 +14,7 @@ import typing
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.json_schema import JsonDict
 
 from parkwatch.schema import Alert, ArpEvent, Incident, OtEvent, Record, Weird
 
@@ -29,13 +30,10 @@ def record_model(cls: type[Record]) -> type[BaseModel]:
         kind: Any = hints[f.name]
         if f.metadata.get("ts"):
             kind = str | None if type(None) in typing.get_args(kind) else str
-        required = (f.default is dataclasses.MISSING
-                    and f.default_factory is dataclasses.MISSING)
-        extra = {"format": "date-time"} if f.metadata.get("ts") else None
-        fields[f.name] = (kind, Field(
-            ... if required else None, description=f.metadata.get("doc", ""),
-            json_schema_extra=extra,
-        ))
+        extra: JsonDict | None = {"format": "date-time"} if f.metadata.get("ts") else None
+        # required: the JSON form always carries every field (null where the value is None)
+        fields[f.name] = (kind, Field(description=f.metadata.get("doc", ""),
+                                      json_schema_extra=extra))
     doc = (cls.__doc__ or cls.__name__).strip().splitlines()[0]
     model: type[BaseModel] = create_model(
         cls.__name__ + "Record", __config__=ConfigDict(extra="forbid"), __doc__=doc, **fields

@@ -57,6 +57,10 @@ def test_exports_are_scoped_to_the_enterprise(login: Callable, st: SqliteStore) 
     )
     assert len(r.content.splitlines()) == len(st.incidents())
     assert login("op").get("/export/flows.jsonl").status_code == 404
+    odd = login("op").get("/export/alerts.jsonl", params={"enterprise": 'x"\r\nSet-Cookie: a=b'})
+    assert odd.headers["content-disposition"] == (
+        'attachment; filename="parkwatch-alerts-x___Set-Cookie__a_b.jsonl"'
+    ) and "set-cookie" not in odd.headers and odd.content == b""
     anon = login("op")
     anon.cookies.clear()
     assert anon.get("/export/incidents.jsonl", follow_redirects=False).status_code == 303

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Request
@@ -72,7 +73,8 @@ def export(st: Store, who: CurrentLogin, kind: str, enterprise: str = "") -> Res
         for r in recs:
             yield r.to_json() + b"\n"
 
-    name = f"parkwatch-{kind}-{scope or 'park'}.jsonl"
+    label = re.sub(r"[^A-Za-z0-9._-]", "_", scope or "park")  # no quotes or CRLF in a header
+    name = f"parkwatch-{kind}-{label}.jsonl"
     return StreamingResponse(lines(), media_type="application/x-ndjson", headers={
         "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store",
     })

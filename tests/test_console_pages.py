@@ -401,23 +401,28 @@ def test_replays_page_shows_the_scorecard(login: Callable, st: SqliteStore) -> N
         assert cap in text
 
 
-def test_repeated_failed_logins_are_throttled_and_audited(db: Path) -> None:
-    c = TestClient(create_app(db, secure_cookies=False))
+def test_repeated_failed_logins_are_throttled_per_user_and_address(db: Path) -> None:
+    def client(host: str) -> TestClient:
+        return TestClient(create_app(db, secure_cookies=False), client=(host, 40000))
 
-    def attempt(password: str) -> int:
+    def attempt(c: TestClient, name: str, password: str) -> int:
         page = c.get("/login")
-        return c.post("/login", data={"username": "op", "password": password,
+        return c.post("/login", data={"username": name, "password": password,
                                       "csrf": _csrf(page.text)}, follow_redirects=False).status_code
 
-    assert attempt(PW) == 303  # a success resets the count
-    assert [attempt(f"guess-{k}") for k in range(accounts.MAX_FAILED_LOGINS)] == [401] * 10
-    assert attempt(PW) == 429  # even the right password, until the window passes
+    here, elsewhere = client("10.9.9.9"), client("10.8.8.8")
+    assert attempt(here, "op", PW) == 303  # a success resets the count
+    tries = [attempt(here, "op", f"guess-{k}") for k in range(accounts.MAX_FAILED_LOGINS)]
+    assert tries == [401] * accounts.MAX_FAILED_LOGINS
+    assert attempt(here, "op", PW) == 429  # even the right password, until the window passes
+    assert attempt(elsewhere, "op", PW) == 303  # nobody elsewhere can lock the operator out
+    assert attempt(here, "aud", PW) == 303  # nor another user from here
+    assert attempt(here, "my secret passphrase", "x") == 401
     with SqliteStore.open(db) as st:
-        actions = [e.action for e in workflow.audit_log(st) if e.actor == "op"]
-        assert actions.count("login_failed") == 10 and actions[0] == "login_throttled"
-        assert accounts.failed_logins(st, "op", window_ns=0) == 0  # outside the window
-    other = TestClient(create_app(db, secure_cookies=False))
-    page = other.get("/login")
-    r = other.post("/login", data={"username": "aud", "password": PW, "csrf": _csrf(page.text)},
-                   follow_redirects=False)
-    assert r.status_code == 303  # per user name: others are not locked out
+        mine = workflow.audit_log(st, actor="op")
+        assert [e.action for e in mine][:2] == ["login", "login_throttled"]
+        assert {e.target for e in mine if e.action == "login_failed"} == {"ip:10.9.9.9"}
+        assert accounts.failed_logins(st, "op", "ip:10.9.9.9") == 10
+        assert accounts.failed_logins(st, "op", "ip:10.9.9.9", window_ns=0) == 0
+        assert not [e for e in workflow.audit_log(st) if "secret" in e.actor]  # names unknown
+        assert workflow.audit_log(st, limit=1)[0].actor == "(unknown user)"

@@ -94,7 +94,7 @@ def check_csrf(request: Request, who: Login, token: str | None) -> None:
         want = f"{request.url.scheme}://{request.url.netloc}"
         if origin != want:
             raise HTTPException(403, "cross-site request refused")
-    if not token or not hmac.compare_digest(token, who.csrf):
+    if not token or not hmac.compare_digest(token.encode(), who.csrf.encode()):
         raise HTTPException(403, "missing or stale form token: reload the page and try again")
 
 

@@ -60,26 +60,32 @@ def login_submit(
     next: Annotated[str, Form(max_length=2048)] = "/",
 ) -> Response:
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not csrf or not cookie or not hmac.compare_digest(csrf, cookie):
+    if not csrf or not cookie or not hmac.compare_digest(csrf.encode(), cookie.encode()):
         raise HTTPException(403, "missing or stale form token: reload the login page")
-    if accounts.failed_logins(st, username) >= accounts.MAX_FAILED_LOGINS:
-        audit(st, username, "login_throttled", None)
+    # the audit log names only real users (a name typed wrong may be a password) and the client
+    # address; throttling is per user and address, so nobody elsewhere can lock an operator out
+    known = accounts.user(st, username) is not None
+    actor = username if known else "(unknown user)"
+    where = f"ip:{request.client.host if request.client else '?'}"
+    if known and accounts.failed_logins(st, username, where) >= accounts.MAX_FAILED_LOGINS:
+        audit(st, actor, "login_throttled", where)
         return _login_page(
             request, _local(next),
-            "Too many failed logins for this user: wait 15 minutes or ask an operator.", 429,
+            "Too many failed logins from here: wait 15 minutes or ask an operator.", 429,
         )
     user = accounts.authenticate(st, username, password)
     if user is None:
-        audit(st, username, "login_failed", None)
+        audit(st, actor, "login_failed", where)
         return _login_page(request, _local(next), "Wrong user name or password.", 401)
     sid, _ = accounts.new_session(st, user)
-    audit(st, user.name, "login", None)
+    audit(st, user.name, "login", where)
     resp = RedirectResponse(_local(next), status_code=303)
     resp.set_cookie(
         SESSION_COOKIE, sid, httponly=True, samesite="strict",
         secure=config(request).secure_cookies, max_age=accounts.SESSION_TTL_NS // 10**9,
     )
-    resp.delete_cookie(LOGIN_CSRF_COOKIE)
+    resp.delete_cookie(LOGIN_CSRF_COOKIE, httponly=True, samesite="strict",
+                       secure=config(request).secure_cookies)
     return resp
 
 
@@ -92,5 +98,6 @@ def logout(
     accounts.end_session(st, request.cookies.get(SESSION_COOKIE))
     audit(st, who.user.name, "logout", None)
     resp = RedirectResponse("/login", status_code=303)
-    resp.delete_cookie(SESSION_COOKIE)
+    resp.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict",
+                       secure=config(request).secure_cookies)
     return resp

@@ -45,6 +45,11 @@ def report(
             request, "error.html", {"message": str(exc), "who": who}, status_code=400
         )
     rep = indicators(st.incidents(lo, hi, scope))
+    if who.user.scope is not None:  # shared incidents also count for the other side: not shown
+        cells = rep["indicator_10_defended_ratio"]["enterprise"]
+        rep["indicator_10_defended_ratio"]["enterprise"] = {
+            k: v for k, v in cells.items() if k == who.user.scope
+        }
     resp = TEMPLATES.TemplateResponse(request, "report.html", {
         "who": who, "rep": rep, "since": since[:40], "until": until[:40], "scope": scope,
         "enterprise": enterprise[:64],

@@ -128,10 +128,14 @@ def parse_time(text: str | None, end: bool = False) -> int | None:
     try:
         if len(s) == 10:
             ns = parse_ts(s + "T00:00:00Z")
-            return ns + DAY - 1 if end else ns
-        return parse_ts(s)
+            ns = ns + DAY - 1 if end else ns
+        else:
+            ns = parse_ts(s)
     except SchemaError as exc:
         raise FilterError(f"not a date or RFC 3339 time: {s!r}") from exc
+    if not -(2**63) <= ns < 2**63:  # the store's times are signed 64-bit ns (1678..2262)
+        raise FilterError(f"{s!r} is outside the years 1678..2262")
+    return ns
 
 
 @dataclass
@@ -257,11 +261,31 @@ def flow_row(rec: Record) -> dict[str, Any]:
     } if isinstance(rec, FlowRecord) else {"uid": getattr(rec, "uid", ""), "start": None}
 
 
-def incident_detail(st: SqliteStore, inc: Incident) -> dict[str, Any]:
-    """Everything the incident page shows beside the incident itself."""
+def _involves(rec: Any, scope: str) -> bool:
+    """Whether a stored record involves enterprise ``scope`` (as the store links it)."""
+    ents = set(getattr(rec, "enterprises", ()) or ())
+    ents |= {getattr(rec, n, None) for n in ("src_enterprise", "dst_enterprise")}
+    return scope in ents
+
+
+def incident_detail(st: SqliteStore, inc: Incident, scope: str | None = None) -> dict[str, Any]:
+    """Everything the incident page shows beside the incident itself. For an enterprise user
+    (``scope``) only the alerts, flows and events that involve their enterprise: an incident
+    grouped by attacker alone (a scanner probing two enterprises) also holds the other's."""
     alerts = st.alerts(incident_id=inc.id)
-    flow_uids = list(dict.fromkeys([*inc.flow_uids, *(u for a in alerts for u in a.flow_uids)]))
-    event_uids = list(dict.fromkeys([*inc.event_uids, *(u for a in alerts for u in a.event_uids)]))
+    own_uids: tuple[str, ...] = (*inc.flow_uids, *inc.event_uids)
+    if scope is not None:
+        alerts = [a for a in alerts if _involves(a, scope)]
+        own_uids = ()
+    flow_uids = list(dict.fromkeys([*(u for u in own_uids if u in inc.flow_uids),
+                                    *(u for a in alerts for u in a.flow_uids)]))
+    event_uids = list(dict.fromkeys([*(u for u in own_uids if u in inc.event_uids),
+                                     *(u for a in alerts for u in a.event_uids)]))
+    flows = results.flows_by_uid(st, flow_uids)
+    events = results.events_by_uid(st, event_uids)
+    if scope is not None:
+        flows = [r for r in flows if _involves(r, scope)]
+        events = [r for r in events if _involves(r, scope)]
     camp = results.campaign(st, inc.campaign) if inc.campaign else None
     if camp and camp.get("recommendation"):
         action, action_from = str(camp["recommendation"]), "campaign"
@@ -270,8 +294,8 @@ def incident_detail(st: SqliteStore, inc: Incident) -> dict[str, Any]:
         action_from = "category"
     return {
         "alerts": alerts,
-        "flows": [flow_row(r) for r in results.flows_by_uid(st, flow_uids)],
-        "events": [event_row(r) for r in results.events_by_uid(st, event_uids)],
+        "flows": [flow_row(r) for r in flows],
+        "events": [event_row(r) for r in events],
         "campaign": camp,
         "action": action,
         "action_from": action_from,

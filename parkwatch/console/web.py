@@ -112,9 +112,17 @@ def _incident_page(
     status: int = 200,
 ) -> Response:
     ops = [u.name for u in accounts.users(st) if u.role == "operator"]
-    detail = views.incident_detail(st, inc)
+    detail = views.incident_detail(st, inc, who.user.scope)
     camp = detail["campaign"]
-    siblings = [cid for cid in (camp or {}).get("incidents", ()) if _visible(st, who, cid)]
+    visible = [i for cid in (camp or {}).get("incidents", ()) if (i := _visible(st, who, cid))]
+    siblings = [i.id for i in visible]
+    if camp and who.user.scope is not None:  # a campaign told only through what they may see
+        detail["campaign"] = camp = {
+            **camp, "incidents": siblings,
+            "enterprises": sorted({e for i in visible for e in i.enterprises}),
+            "first_seen": format_ts(min(i.first_seen for i in visible)),
+            "last_seen": format_ts(max(i.last_seen for i in visible)),
+        }
     return _page(request, who, "incident.html", {
         "inc": inc, **detail, "siblings": siblings, "error": error, "operators": ops,
     }, status)
@@ -250,9 +258,8 @@ def audit(
 ) -> Response:
     if who.user.scope is not None:
         return _error(request, who, 403, "The audit log is for operators and auditors.")
-    entries = workflow.audit_log(st, target=target or None, limit=1000)
-    entries = [e for e in entries if (not actor or e.actor == actor)
-               and (not action or e.action == action)]
+    entries = workflow.audit_log(st, target=target or None, limit=1000, actor=actor or None,
+                                 action=action or None)
     return _page(request, who, "audit.html", {
         "entries": entries, "actor": actor[:64], "action": action[:64], "target": target[:128],
         "suppressions": workflow.suppressions(st, active_only=False),

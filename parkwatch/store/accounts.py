@@ -48,6 +48,12 @@ class User:
         """The one enterprise this user may see, None for all."""
         return self.enterprise if self.role == "enterprise" else None
 
+    @property
+    def valid(self) -> bool:
+        """A role this ParkWatch knows, and an enterprise exactly for enterprise users (a
+        hand-edited row that fails this opens no session: scope None would mean 'all')."""
+        return self.role in ROLES and (self.role == "enterprise") == bool(self.enterprise)
+
 
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(16)
@@ -133,16 +139,21 @@ def authenticate(st: SqliteStore, name: str, password: str) -> User | None:
     if row is None:
         verify_password(password, _DUMMY)
         return None
-    return User(*row[:3]) if verify_password(password, row[3]) else None
+    u = User(*row[:3])
+    return u if verify_password(password, row[3]) and u.valid else None
 
 
-def failed_logins(st: SqliteStore, name: str, window_ns: int = FAILED_WINDOW_NS) -> int:
-    """Failed logins of ``name`` (from the audit log) since the last success in the window."""
+def failed_logins(
+    st: SqliteStore, name: str, where: str, window_ns: int = FAILED_WINDOW_NS
+) -> int:
+    """Failed logins of ``name`` from ``where`` (audit target ``ip:…``) in the window, since
+    the last successful login of ``name`` from there."""
     since = time.time_ns() - window_ns
     row = st.conn.execute(
-        "SELECT count(*) FROM audit WHERE actor = ? AND action = 'login_failed' AND ts_ns > "
-        "max(?, coalesce((SELECT max(ts_ns) FROM audit WHERE actor = ? AND action = 'login'), 0))",
-        (name, since, name),
+        "SELECT count(*) FROM audit WHERE actor = ? AND action = 'login_failed' AND target = ? "
+        "AND ts_ns > max(?, coalesce((SELECT max(ts_ns) FROM audit WHERE actor = ? AND "
+        "action = 'login' AND target = ?), 0))",
+        (name, where, since, name, where),
     ).fetchone()
     return int(row[0])
 
@@ -170,7 +181,9 @@ def session(st: SqliteStore, sid: str | None) -> tuple[User, str] | None:
         "ON u.name = s.user WHERE s.id_hash = ? AND s.expires_ns > ?",
         (_digest(sid), time.time_ns()),
     ).fetchone()
-    return None if row is None else (User(*row[:3]), row[3])
+    if row is None or not User(*row[:3]).valid:
+        return None
+    return User(*row[:3]), row[3]
 
 
 def end_session(st: SqliteStore, sid: str | None) -> None:

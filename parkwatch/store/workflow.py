@@ -57,14 +57,18 @@ def audit(
 
 
 def audit_log(
-    st: SqliteStore, target: str | None = None, limit: int = 200
+    st: SqliteStore, target: str | None = None, limit: int = 200, actor: str | None = None,
+    action: str | None = None,
 ) -> list[AuditEntry]:
-    """Newest first; only one target's entries when ``target`` is given."""
+    """Newest first, at most ``limit``; only entries with the given target, actor, action."""
     sql = "SELECT seq, ts_ns, actor, action, target, detail FROM audit"
-    args: list[Any] = []
-    if target is not None:
-        sql += " WHERE target = ?"
-        args.append(target)
+    where, args = [], []
+    for col, value in (("target", target), ("actor", actor), ("action", action)):
+        if value is not None:
+            where.append(f"{col} = ?")
+            args.append(value)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
     rows = st.conn.execute(sql + " ORDER BY seq DESC LIMIT ?", [*args, limit]).fetchall()
     return [AuditEntry(r[0], r[1], r[2], r[3], r[4], orjson.loads(r[5])) for r in rows]
 

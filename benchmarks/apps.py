@@ -10,7 +10,9 @@ Measures, in one run and on the same file (the cached synthetic park corpus of
 1. ``parkwatch flows FILE --out /dev/null`` (flows only: the baseline);
 2. ``parkwatch events FILE --out /dev/null`` (decoders on, every OT/IT event written as JSON);
 3. the same with the engine's fast path off (``--slow``: the per-packet reference path,
-   run through ``python benchmarks/apps.py --peer slow FILE``).
+   run through ``python benchmarks/apps.py --peer slow FILE``);
+4. the same without writing the events (``--unrendered``: the event columns are built and
+   dropped, so the difference to 2. is the JSON rendering; ``--peer unrendered FILE``).
 
 CPU time is user + system of the child (best of ``--repeat``), as in ``benchmarks/flows.py``.
 The ratio printed is flows-only CPU / events CPU, i.e. the throughput the mixed benchmark keeps
@@ -30,6 +32,22 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from flows import ROOT, _parkwatch_base, build_corpus, measure  # noqa: E402
+
+
+def peer_unrendered(path: str) -> int:
+    """``parkwatch events PATH`` without the JSON: the event columns are made, then dropped."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from collectors.pipeline import FlowPipeline
+    from parkwatch.config import load_settings
+    from parkwatch.topology import load_topology
+
+    settings = load_settings()
+    topo = load_topology(settings.topology)
+    topo.vantage(settings.vantage)
+    pipe = FlowPipeline(settings, topo, apps="all")
+    pipe.run([path], lambda rec: None, lambda cols: None, events=lambda cols: None)
+    return 0
 
 
 def peer_slow(path: str) -> int:
@@ -58,17 +76,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--capture", help="measure this capture instead of the synthetic corpus")
     ap.add_argument("--repeat", type=int, default=3, help="runs per contestant (best CPU)")
     ap.add_argument("--slow", action="store_true", help="also time the per-packet path alone")
+    ap.add_argument(
+        "--unrendered", action="store_true", help="also time decoding without the JSON output"
+    )
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--peer", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.peer:
-        return peer_slow(args.peer[1])
+        peer = peer_unrendered if args.peer[0] == "unrendered" else peer_slow
+        return peer(args.peer[1])
     capture = args.capture or build_corpus(args.packets, args.seed)[0]
     pw = _parkwatch_base()
     runs = {
         "flows only": [*pw, "flows", capture, "--out", os.devnull],
         "flows + decoders + events": [*pw, "events", capture, "--out", os.devnull],
     }
+    if args.unrendered:
+        runs["same, events not rendered"] = [
+            sys.executable, str(Path(__file__).resolve()), "--peer", "unrendered", capture,
+        ]  # fmt: skip
     if args.slow:
         runs["same, per-packet path only"] = [
             sys.executable, str(Path(__file__).resolve()), "--peer", "slow", capture,

@@ -12,15 +12,16 @@ weird with the protocol as its layer, the direction's buffer is dropped, and a f
 than ``MAX_ERRORS`` errors is no longer decoded (counted once more).
 
 The clean common case (whole OT polling PDUs in order on long-lived connections, encrypted TLS
-records) is decoded in bulk by :mod:`collectors.apps.fast`; the per-packet path below handles
-everything else and is the reference the fast path is tested against. Events of a batch come
-out in capture order, as :class:`~parkwatch.schema.columns.Columns` (``events``) or one record
-at a time (``emit``).
+records, HTTP body octets) is decoded in bulk by :mod:`collectors.apps.fast`; the per-packet
+path below handles everything else and is the reference the fast path is tested against. The
+two take turns within a batch (``_rounds``): a short session's handshake goes per packet, and
+its encrypted records or body segments go back to the fast path in the same batch. Events and
+weirds of a batch come out in capture order (:mod:`collectors.apps.batch`), events as
+:class:`~parkwatch.schema.columns.Columns` (``events``) or one record at a time (``emit``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -31,9 +32,9 @@ import numpy as np
 
 from collectors.apps import APP_DECODERS
 from collectors.apps.base import AppDecoder, DecodeError, Msg
+from collectors.apps.batch import in_order, merge
 from collectors.apps.fast import FastPath
 from collectors.apps.fast.core import Cand, FastResult
-from collectors.apps.fast.pdus import objcol
 from collectors.apps.streams import Stream
 from collectors.communityid import community_id
 from collectors.decode import FRAG_LATER, KIND_IP, Decoded
@@ -45,10 +46,10 @@ SYN, FIN, RST, ACK = 2, 1, 4, 16
 PROBE_PACKETS = 4
 MAX_ERRORS = 8
 MAX_PENDING = 4096
-FAST_CHUNK = 4096
-"""Candidates per fast-path round: a flow first seen in one round can go fast in the next."""
-_INT_FIELDS = ("ts", "src_port", "dst_port")
-_FIELDS = tuple(f.name for f in dataclasses.fields(OtEvent))
+FAST_CHUNK = 1 << 16
+"""Candidates per fast-path chunk (each chunk runs up to ``MAX_ROUNDS`` rounds)."""
+MAX_ROUNDS = 8
+"""Fast/per-packet turns per chunk; the last round is all per-packet."""
 Emit = Callable[[OtEvent | Weird], None]
 EventsOut = Callable[[Columns[OtEvent]], None]
 
@@ -131,6 +132,7 @@ class AppEngine:
         self._rows: list[tuple[Any, ...]] = []  # events of the batch (OtEvent field order)
         self._rowpos: list[int] = []  # candidate being processed when each was made
         self._at = 0
+        self._wpos: list[int] = []  # candidate being processed when each weird was made
 
     # -- per batch --------------------------------------------------------------------------
     def process(
@@ -185,22 +187,53 @@ class AppEngine:
         c = Cand(idx, uids[idx], fwd[idx], is_tcp, poff, avail, d.payload[idx].astype(np.int64),
                  seq, d.flags[idx].astype(np.int64))  # fmt: skip
         results: list[FastResult] = []
-        step = FAST_CHUNK if self.fast is not None else len(idx)
-        for lo in range(0, len(idx), step):  # flows new in one chunk go fast in the next
-            hi = min(lo + step, len(idx))
-            fr = self.fast.run(d, c.part(lo, hi)) if self.fast is not None else None
-            if fr is None:
-                todo = np.arange(lo, hi)
-            else:
-                todo = lo + np.flatnonzero(~fr.fast)
-                self.stats.fast += hi - lo - len(todo)
-                fr.pos += lo
-                results.append(fr)
-            self._slow(d, c, todo, ack)
+        w0 = len(self.weirds)
+        if self.fast is None:
+            self._slow(d, c, np.arange(len(idx)), ack)
+        else:
+            for lo in range(0, len(idx), FAST_CHUNK):
+                self._rounds(d, c, np.arange(lo, min(lo + FAST_CHUNK, len(idx))), ack, results)
+        pos, self._wpos = self._wpos, []
+        if len(pos) == len(self.weirds) - w0:  # each made by _weird in this batch
+            self.weirds[w0:] = in_order(self.weirds[w0:], pos)[0]
         self._output(results, emit, events)
 
-    def _slow(self, d: Decoded, c: Cand, todo: np.ndarray, ack: np.ndarray) -> None:
-        """The per-packet path over candidates ``todo`` (positions into ``c``)."""
+    def _rounds(
+        self, d: Decoded, c: Cand, part: np.ndarray, ack: np.ndarray, results: list[FastResult]
+    ) -> None:
+        """Fast path and per-packet path in turns over candidates ``part`` of ``c``.
+
+        Each round the fast path takes every flow's qualifying prefix; the per-packet path then
+        runs each remaining flow up to the next segment that looks fast-ready again (a TLS
+        side now encrypted, ...), and the rest goes back to the fast path. Flows are
+        independent, so only the output order changes; events and weirds are put back in
+        candidate order afterwards. The last round runs everything left per packet.
+        """
+        assert self.fast is not None
+        for r in range(MAX_ROUNDS):
+            fr = self.fast.run(d, c.take(part))
+            if fr is None:
+                todo = part
+            else:
+                todo = part[~fr.fast]
+                self.stats.fast += len(part) - len(todo)
+                fr.pos = part[fr.pos]
+                results.append(fr)
+            if not len(todo):
+                return
+            part = self._slow(d, c, todo, ack, lead=r < MAX_ROUNDS - 1)
+            if not len(part):
+                return
+
+    def _slow(
+        self, d: Decoded, c: Cand, todo: np.ndarray, ack: np.ndarray, lead: bool = False
+    ) -> np.ndarray:
+        """The per-packet path over candidates ``todo`` (positions into ``c``).
+
+        With ``lead``, a flow stops at its first candidate after the first that looks
+        fast-ready (:meth:`FastPath.looks_ready`); that one and the flow's later candidates
+        are returned (positions), untouched.
+        """
         raw = d.raw
         i_ = c.idx[todo]
         cols = zip(
@@ -223,14 +256,41 @@ class AppEngine:
         mv = memoryview(raw.buf)
         flows = self.flows
         first = raw.first_frame
+        fast = self.fast if lead else None
+        seen: set[int] = set()
+        paused: set[int] = set()
+        back: list[int] = []
         for j, i, uid, a_to_b, is_t, off, n, wire_n, sq, ak, fl, ts, sp, dp in cols:
             self._at = j
             if uid in flows:
                 st = flows[uid]
                 if st is None:  # unbound flow whose probing failed
                     continue
+                if fast is not None:
+                    if uid in paused:
+                        back.append(j)
+                        continue
+                    if (
+                        uid in seen
+                        and n == wire_n > 0
+                        and is_t
+                        and not fl & 7
+                        and fast.looks_ready(st, a_to_b, sq, n)
+                    ):
+                        paused.add(uid)
+                        back.append(j)
+                        continue
+                    seen.add(uid)
             else:
                 st = self._new_flow(d, i, uid, a_to_b, bool(is_t))
+                seen.add(uid)
+            if (  # FIN/RST without payload: nothing to do unless its ACK closes a hole
+                is_t
+                and not wire_n
+                and not fl & SYN
+                and not (fl & ACK and st.streams[1 if a_to_b else 0].ooo)
+            ):
+                continue
             data = bytes(mv[off : off + n])
             if st.decoder is None and (
                 not data or not self._probe(st, uid, data, a_to_b == st.client_is_a)
@@ -247,25 +307,19 @@ class AppEngine:
                 self._tcp(pk, st, a_to_b, fl, sq, ak, data)
             elif data:
                 self._udp(pk, st, a_to_b, data)
+        return np.array(back, dtype=np.int64)
 
     def _output(self, results: list[FastResult], emit: Emit, events: EventsOut | None) -> None:
         """The batch's events, fast and per-packet, merged in capture order."""
         rows, self._rows = self._rows, []
         rowpos, self._rowpos = self._rowpos, []
-        parts = [(fr.pos, fr.cols) for fr in results if len(fr.pos)]
-        if not rows and not parts:
-            return
-        if not parts and events is None:
-            for r in rows:
+        if events is None and not any(len(fr.pos) for fr in results):
+            for r in in_order(rows, rowpos)[0]:
                 emit(OtEvent(*r))
             return
-        if rows:
-            parts.append((np.array(rowpos, dtype=np.int64), _row_columns(rows)))
-        if len(parts) == 1:
-            data = parts[0][1]
-        else:
-            order = np.argsort(np.concatenate([p for p, _ in parts]), kind="stable")
-            data = {k: np.concatenate([c[k] for _, c in parts])[order] for k in parts[0][1]}
+        data = merge(results, rows, rowpos)
+        if data is None:
+            return
         cols = Columns(OtEvent, data)
         if events is not None:
             events(cols)
@@ -463,6 +517,7 @@ class AppEngine:
 
     def _weird(self, pk: Pkt, st: AppFlow, name: str, detail: str) -> None:
         self.stats.weird += 1
+        self._wpos.append(self._at)
         layer = st.decoder.name if st.decoder is not None else "app"
         self.weirds.append(
             Weird(
@@ -512,15 +567,6 @@ class AppEngine:
             if st is not None and st.summary:
                 out[u] = st.summary
         return out
-
-
-def _row_columns(rows: list[tuple[Any, ...]]) -> dict[str, np.ndarray]:
-    """Per-packet event rows (OtEvent field order) as columns."""
-    n = len(rows)
-    out: dict[str, np.ndarray] = {}
-    for name, col in zip(_FIELDS, zip(*rows, strict=True), strict=True):
-        out[name] = np.array(col, dtype=np.int64) if name in _INT_FIELDS else objcol(col, n)
-    return out
 
 
 def _be32(u8: np.ndarray, at: np.ndarray) -> np.ndarray:

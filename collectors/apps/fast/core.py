@@ -12,13 +12,12 @@ would have left.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Hashable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from collectors.apps.fast.links import Links
 from collectors.apps.fast.pdus import Arr, objcol, split
 from collectors.apps.fast.protos import Built, Proto, protos
 
@@ -26,8 +25,10 @@ if TYPE_CHECKING:
     from collectors.apps.engine import AppEngine, AppFlow
 
 MOD = 1 << 32
-KEY_BITS = 37
-"""Request keys are packed below this bit; the flow index above it."""
+
+
+def _lim(v: int | None) -> int:
+    return -1 if v is None else v
 
 
 @dataclass
@@ -44,9 +45,9 @@ class Cand:
     seq: Arr
     flags: Arr
 
-    def part(self, lo: int, hi: int) -> Cand:
-        """Candidates ``lo`` to ``hi`` (positions then count from ``lo``)."""
-        return Cand(*(getattr(self, f.name)[lo:hi] for f in fields(self)))
+    def take(self, ix: Arr) -> Cand:
+        """Candidates at positions ``ix`` (positions then count in ``ix``)."""
+        return Cand(*(getattr(self, f.name)[ix] for f in fields(self)))
 
 
 @dataclass
@@ -56,7 +57,7 @@ class FastResult:
     cols: dict[str, Arr]  # the events' OtEvent columns (without uid order changes)
 
 
-class FastPath:
+class FastPath(Links):
     """Bulk decoding of the clean common case for one :class:`AppEngine`."""
 
     def __init__(self, engine: AppEngine) -> None:
@@ -64,6 +65,25 @@ class FastPath:
         self.pmap = protos()
         self.plist = list(self.pmap.values())
         self.packets = 0  # candidates handled here (for tests and benchmarks)
+
+    def looks_ready(self, st: AppFlow, a_to_b: bool, seq: int, size: int) -> bool:
+        """Would a plain, whole data segment (``seq``, ``size`` octets) of flow ``st`` sent
+        A -> B (``a_to_b``) qualify here now? The engine's rounds pause a flow's per-packet
+        run at such a segment and hand the rest of its candidates back to :meth:`run`."""
+        dec = st.decoder
+        p = self.pmap.get(type(dec))
+        if p is None:
+            return False
+        s0, s1 = st.streams
+        if s0.buf or s1.buf or s0.ooo or s1.ooo or s0.dead or s1.dead:
+            return False
+        if st.streams[0 if a_to_b else 1].next_seq != seq:
+            return False
+        fc = a_to_b == st.client_is_a
+        if not p.ready(dec, fc):
+            return False
+        lm = p.limit(dec, fc) if p.limited else None
+        return lm is None or size <= lm
 
     # -- selection ------------------------------------------------------------------------------
     def run(self, d: Any, c: Cand) -> FastResult | None:
@@ -78,6 +98,7 @@ class FastPath:
         pid = np.zeros(nf, dtype=np.int64)
         nxt = np.full((nf, 2), -1, dtype=np.int64)
         dok = np.zeros((nf, 2), dtype=bool)
+        lim = np.full((nf, 2), -1, dtype=np.int64)  # octets a side may take here (-1: any)
         cia = np.zeros(nf, dtype=bool)
         flows, pmap = self.engine.flows, self.pmap
         for f, u in enumerate(uu.tolist()):
@@ -92,6 +113,8 @@ class FastPath:
             if r0 or r1:
                 sts[f], pid[f], cia[f], dok[f] = st, p.index, ca, (r0, r1)
                 nxt[f] = [-1 if s.next_seq is None else s.next_seq for s in (s0, s1)]
+                if p.limited:
+                    lim[f] = [_lim(p.limit(st.decoder, ca)), _lim(p.limit(st.decoder, not ca))]
         if not pid.any():
             return None
         u8 = np.frombuffer(d.raw.buf, dtype=np.uint8)
@@ -106,22 +129,28 @@ class FastPath:
             sel = sel[dok[fidx[sel], sdir[sel]]]
             if not len(sel):
                 continue
-            ok, row, off, size = split(u8, c.poff[sel], c.avail[sel], p.hdr, p.size_of)
+            if p.whole:  # the payload is one unit (stream bytes, no PDU framing)
+                ok, row = np.ones(len(sel), dtype=bool), np.arange(len(sel))
+                off, size = c.poff[sel], c.avail[sel]
+            else:
+                ok, row, off, size = split(u8, c.poff[sel], c.avail[sel], p.hdr, p.size_of)
             ppos = sel[row]
             good = p.check(u8, off, size, fromc[ppos])
             ok[row[~good]] = False
             elig[sel[ok]] = True
             pdus.append((p, ppos, off, size))
-        fast = self._prefix(c, elig, fidx, sdir, nxt, sts)
+        fast = self._prefix(c, elig, fidx, sdir, nxt, sts, lim, fromc)
         if not fast.any():
             return None
         self.packets += int(fast.sum())
         return self._events(d, c, fast, fidx, fromc, sts, pdus, u8)
 
     def _prefix(
-        self, c: Cand, elig: Arr, fidx: Arr, sdir: Arr, nxt: Arr, sts: list[AppFlow | None]
-    ) -> Arr:
-        """Sequence numbers in order, then each flow's prefix; advances the streams."""
+        self, c: Cand, elig: Arr, fidx: Arr, sdir: Arr, nxt: Arr, sts: list[AppFlow | None],
+        lim: Arr, fromc: Arr,
+    ) -> Arr:  # fmt: skip
+        """Sequence numbers in order, side limits, then each flow's prefix; advances the
+        streams (and the decoders of limited shapes by the octets they took)."""
         e = np.flatnonzero(elig)
         g = fidx[e] * 2 + sdir[e]
         o = np.lexsort((e, g))
@@ -135,6 +164,11 @@ class FastPath:
         start = nxt[fidx[es[first]], sdir[es[first]]]
         exp[first] = np.where(start >= 0, start, sq[first])
         elig[es[sq != exp]] = False
+        took = np.cumsum(c.avail[es])  # octets per side so far, this side's before subtracted
+        hs = np.flatnonzero(first)
+        took -= (took[hs] - c.avail[es[hs]])[np.cumsum(first) - 1]
+        gl = lim[fidx[es], sdir[es]]
+        elig[es[(gl >= 0) & (took > gl)]] = False
         n = len(elig)
         o2 = np.argsort(c.uid, kind="stable")
         bad = ~elig[o2]
@@ -148,10 +182,15 @@ class FastPath:
         fm = fast[es]
         last = fm.copy()
         last[:-1] &= ~(fm[1:] & (gs[1:] == gs[:-1]))
-        for j, e_end in zip(es[last].tolist(), end[last].tolist(), strict=True):
+        for j, e_end, k, lm in zip(
+            es[last].tolist(), end[last].tolist(), took[last].tolist(), gl[last].tolist(),
+            strict=True,
+        ):  # fmt: skip
             st = sts[int(fidx[j])]
             assert st is not None
             st.streams[int(sdir[j])].next_seq = e_end
+            if lm >= 0:
+                self.pmap[type(st.decoder)].consume(st.decoder, bool(fromc[j]), k)
         return fast
 
     # -- events -----------------------------------------------------------------------------------
@@ -268,127 +307,3 @@ class FastPath:
             "dst_role": dst_role,
             "attrs": b["attrs"],
         }
-
-    # -- request/response links -------------------------------------------------------------------
-    def _link(
-        self, ef: Arr, req: Arr, rsp: Arr, key: Arr, uid: Arr, sts: list[AppFlow | None]
-    ) -> Arr:
-        """``request_uid`` per event; the flows' pending queues as the per-packet path leaves
-        them. A response takes the oldest queued request of its key (FIFO per key).
-
-        Groups (flow, key) without queued requests from earlier batches are matched with
-        numpy: the queue length is a reflected random walk (+1 request, -1 response), a
-        response finds a request when the length before it is positive, and the k-th such
-        response takes the group's k-th request. Other groups run the queue in Python.
-        """
-        from collectors.apps.engine import MAX_PENDING
-
-        out = np.full(len(ef), None, dtype=object)
-        li = np.flatnonzero(req | rsp)
-        if not len(li):
-            return out
-        gk = (ef[li] << KEY_BITS) | key[li]
-        o = np.argsort(gk, kind="stable")
-        ls, gs = li[o], gk[o]
-        nl = len(ls)
-        head = np.ones(nl, dtype=bool)
-        head[1:] = gs[1:] != gs[:-1]
-        gid = np.cumsum(head) - 1
-        ug = gs[head]
-        x = np.where(req[ls], 1, -1)
-        pushes = np.bincount(gid, weights=(x == 1), minlength=len(ug))
-        special = self._queued(ug, sts) | (pushes >= MAX_PENDING)
-        sp = special[gid]
-        if sp.any():
-            self._python_groups(ls[sp], gs[sp], head[sp], req, uid, sts, out)
-        keep = ~sp
-        ls, gs, head, x = ls[keep], gs[keep], head[keep], x[keep]
-        if not len(ls):
-            return out
-        gid = np.cumsum(head) - 1
-        ng = int(gid[-1]) + 1
-        cs = np.cumsum(x)
-        hs = np.flatnonzero(head)
-        s = cs - (cs[hs] - x[hs])[gid]
-        big = 2 * len(ls) + 2
-        off = (ng - 1 - gid) * big
-        low = np.minimum(np.minimum.accumulate(s + off) - off, 0)
-        q = s - low
-        qprev = np.empty_like(q)
-        qprev[1:] = q[:-1]
-        qprev[head] = 0
-        hit = (x == -1) & (qprev > 0)
-        is_push = x == 1
-        pr = np.cumsum(is_push)
-        pr = pr - (pr[hs] - is_push[hs])[gid] - 1  # rank of each push in its group
-        hr = np.cumsum(hit)
-        hr = hr - (hr[hs] - hit[hs])[gid] - 1
-        pidx = np.flatnonzero(is_push)
-        first_push = np.searchsorted(gid[pidx], np.arange(ng))
-        h = np.flatnonzero(hit)
-        match = pidx[first_push[gid[h]] + hr[h]]
-        out[ls[h]] = uid[ls[match]]
-        nhit = np.bincount(gid[h], minlength=ng)
-        left = np.flatnonzero(is_push & (pr >= nhit[gid]))
-        for e, g in zip(ls[left].tolist(), gs[left].tolist(), strict=True):
-            st = sts[g >> KEY_BITS]
-            assert st is not None
-            pk = self._proto(st).decode(g & ((1 << KEY_BITS) - 1))
-            st.pending.setdefault(pk, deque()).append(uid[e])
-        return out
-
-    def _proto(self, st: AppFlow) -> Proto:
-        return self.pmap[type(st.decoder)]
-
-    def _queued(self, ug: Arr, sts: list[AppFlow | None]) -> Arr:
-        """Per group (flow << KEY_BITS | key): requests of it queued before this batch."""
-        flows = ug >> KEY_BITS
-        hit: list[int] = []
-        uf, first, cnt = np.unique(flows, return_index=True, return_counts=True)
-        mask = (1 << KEY_BITS) - 1
-        for f, at, k in zip(uf.tolist(), first.tolist(), cnt.tolist(), strict=True):
-            st = sts[f]
-            assert st is not None
-            pend = st.pending
-            if not pend:
-                continue
-            p = self._proto(st)
-            if len(pend) <= k:
-                for key, q in pend.items():
-                    ik = p.encode(key) if q else None
-                    if ik is not None:
-                        hit.append(f << KEY_BITS | ik)
-            else:
-                for g in ug[at : at + k].tolist():
-                    if pend.get(p.decode(g & mask)):
-                        hit.append(g)
-        if not hit:
-            return np.zeros(len(ug), dtype=bool)
-        return np.isin(ug, np.array(hit, dtype=np.int64))
-
-    def _python_groups(
-        self, ls: Arr, gs: Arr, head: Arr, req: Arr, uid: Arr, sts: list[AppFlow | None],
-        out: Arr,
-    ) -> None:  # fmt: skip
-        """The per-packet queue semantics, event by event, for groups with history."""
-        from collectors.apps.engine import MAX_PENDING
-
-        mask = (1 << KEY_BITS) - 1
-        q: deque[str] | None = None
-        pend: dict[Hashable, deque[str]] = {}
-        pk: Hashable = None
-        for e, g, h in zip(ls.tolist(), gs.tolist(), head.tolist(), strict=True):
-            if h:
-                st = sts[g >> KEY_BITS]
-                assert st is not None
-                pend, pk = st.pending, self._proto(st).decode(g & mask)
-            if req[e]:
-                q = pend.setdefault(pk, deque())
-                if len(q) < MAX_PENDING:
-                    q.append(uid[e])
-            else:
-                q = pend.get(pk)
-                if q:
-                    out[e] = q.popleft()
-                    if not q:
-                        del pend[pk]

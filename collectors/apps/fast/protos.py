@@ -1,4 +1,5 @@
-"""Fast-path shapes of Modbus/TCP, S7comm (read var), DNP3 and encrypted TLS records.
+"""Fast-path shapes of Modbus/TCP, S7comm (read var), DNP3, encrypted TLS records (and HTTP
+body octets, :mod:`collectors.apps.fast.bodies`).
 
 Each :class:`Proto` says how long the PDU at an offset is (``size_of``), whether a flow's
 decoder state lets a direction take the fast path (``ready``), which PDUs have a shape it
@@ -54,6 +55,8 @@ class Proto:
     hdr = 1
     index = 0
     events = True
+    whole = False  # True: a segment's payload is one unit (no size_of/check)
+    limited = False  # True: limit() caps the octets a side takes, consume() takes them
 
     def size_of(self, u8: Arr, off: Arr) -> tuple[Arr, Arr]:
         raise NotImplementedError
@@ -66,6 +69,12 @@ class Proto:
 
     def build(self, u8: Arr, buf: Any, off: Arr, size: Arr, from_client: Arr) -> Built:
         raise NotImplementedError
+
+    def limit(self, dec: Any, from_client: bool) -> int | None:
+        return None
+
+    def consume(self, dec: Any, from_client: bool, octets: int) -> None:
+        """The fast path took ``octets`` stream octets of this side (``limited`` shapes)."""
 
     def encode(self, key: Hashable) -> int | None:
         return None
@@ -369,13 +378,15 @@ class TlsFast(Proto):
 
 def protos() -> dict[type, Proto]:
     """Decoder class -> its fast shapes."""
-    from collectors.apps import dnp3, modbus, s7comm, tls
+    from collectors.apps import dnp3, http, modbus, s7comm, tls
+    from collectors.apps.fast.bodies import HttpBodyFast
 
     table: dict[type, Proto] = {
         modbus.Modbus: ModbusFast(),
         s7comm.S7comm: S7Fast(),
         dnp3.Dnp3: Dnp3Fast(),
         tls.Tls: TlsFast(),
+        http.Http: HttpBodyFast(),
     }
     for i, p in enumerate(table.values()):
         p.index = i + 1

@@ -196,6 +196,11 @@ def test_cli_users_tokens_and_incident_triage(tmp_path: Path) -> None:
     iid = incs[0]["id"]
     listed = _pw("incidents", "list", "--store", s, "--enterprise", "ent-b")
     assert {ln.split()[0] for ln in listed.splitlines()} == {i["id"] for i in incs}
+    last = max(incs, key=lambda i: i["first_seen"])
+    late = _pw("incidents", "list", "--store", s, "--since", last["last_seen"], "--format", "json")
+    assert last["id"] in late and len(late.splitlines()) < len(incs)
+    early = _pw("incidents", "list", "--store", s, "--until", "2000-01-01T00:00:00Z")
+    assert early == ""
     _pw("incidents", "ack", iid, "--store", s, "--as", "op")
     _pw("incidents", "assign", iid, "alice", "--store", s, "--as", "op")
     _pw("incidents", "comment", iid, "PLC checked", "--store", s, "--as", "op")

@@ -147,13 +147,13 @@ def _actor(who: str | None) -> str:
     return who or f"cli:{getpass.getuser()}"
 
 
-def _when(text: str | None) -> int | None:
+def _when(text: str | None, flag: str = "--at") -> int | None:
     if text is None:
         return None
     try:
         return parse_ts(text)
     except SchemaError:
-        raise ConfigError(f"not an RFC 3339 time: {text!r}", field="--at") from None
+        raise ConfigError(f"not an RFC 3339 time: {text!r}", field=flag) from None
 
 
 @click.group("incidents")
@@ -178,13 +178,17 @@ def _line(i: Incident) -> str:
 @click.option("--enterprise", default=None)
 @click.option("--severity", default=None)
 @click.option("--category", default=None)
+@click.option("--since", default=None, help="RFC 3339: incidents still active after this.")
+@click.option("--until", default=None, help="RFC 3339: incidents begun before this.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def _list(
     store_path: str, status: str | None, enterprise: str | None, severity: str | None,
-    category: str | None, fmt: str,
+    category: str | None, since: str | None, until: str | None, fmt: str,
 ) -> None:
+    """Incidents by first alert, as the console's queue filters them."""
+    lo, hi = _when(since, "--since"), _when(until, "--until")
     with _open(store_path) as st:
-        incs = st.incidents(enterprise=enterprise, status=status)
+        incs = st.incidents(lo, hi, enterprise=enterprise, status=status)
     for i in incs:
         if (severity and i.severity != severity) or (category and i.category != category):
             continue

@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from collectors.decode import FRAG_FIRST, FRAG_LATER, KIND_IP, KIND_WEIRD, Decoded, weird_code
+from collectors.flowcuts import ACK, FIN, RST, SYN, FlowCuts, _sorted_unique
 from collectors.flowemit import Emitter
 from collectors.flowgroup import Packets, group_packets
+from collectors.flowindex import KEY_NAMES as KEY_NAMES
+from collectors.flowindex import FlowIndex
 from collectors.slots import LETTERS, NEVER, NL, SlotRows, Slots
 from parkwatch.config import FlowSettings
 from parkwatch.schema import FlowRecord
 from parkwatch.schema.columns import Columns
 
-FIN, SYN, RST, ACK = 1, 2, 4, 16
 NS = 1_000_000_000
 
 
@@ -39,7 +41,7 @@ class FlowStats:
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
-class FlowTable:
+class FlowTable(FlowIndex, FlowCuts):
     """Flow state for one vantage point; ``add`` batches, ``flush`` at the end of capture."""
 
     def __init__(self, settings: FlowSettings, emitter: Emitter) -> None:
@@ -126,35 +128,6 @@ class FlowTable:
         slot_g, exact = self._lookup(pk, pk.hg, pk.gstart, pk.unique_hashes)
         self._segment_and_fold(pk, slot_g, exact)
 
-    def _lookup(
-        self, pk: Packets, hg: np.ndarray, gstart: np.ndarray, unique_hashes: bool
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Slot of each group's key (-1 if new) and which groups need exact-key indexing.
-
-        The index maps the 64-bit key hash to a slot; every hit is verified against the
-        slot's stored key, and keys whose hash is taken by another key live in ``collide``
-        keyed by the full key tuple (never seen in practice, but never wrong either).
-        """
-        get = self.index.get
-        slot_g = np.array([get(x, -1) for x in hg.tolist()], dtype=np.int64)
-        exact = np.zeros(len(hg), dtype=bool) if unique_hashes else np.ones(len(hg), bool)
-        hit = np.nonzero(slot_g >= 0)[0]
-        if len(hit):
-            s, sl = self.slots, slot_g[hit]
-            ok = np.ones(len(hit), dtype=bool)
-            for name, c in zip(KEY_NAMES, pk.key_cols(gstart[hit]), strict=True):
-                ok &= getattr(s, name)[sl] == c
-            exact[hit[~ok]] = True
-        if exact.any() or self.collide:
-            for g in np.nonzero(exact | (slot_g < 0) if self.collide else exact)[0].tolist():
-                key = tuple(int(c[0]) for c in pk.key_cols(gstart[g : g + 1]))
-                got = self.collide.get(key)
-                if got is not None:
-                    slot_g[g], exact[g] = got, True
-                elif exact[g]:
-                    slot_g[g] = -1
-        return slot_g, exact
-
     def _segment_and_fold(self, pk: Packets, slot_g: np.ndarray, exact: np.ndarray) -> None:
         s = self.slots
         ts, gstart, gid = pk.ts, pk.gstart, pk.gid
@@ -216,76 +189,6 @@ class FlowTable:
         if splits:  # segments that ended inside the batch: the next segment started a new flow
             pos = np.searchsorted(seg_start, list(splits)) - 1
             self._end_grouped(slot_of[pos], list(splits.values()), reindex=False)
-
-    def _idle_splits(
-        self,
-        pk: Packets,
-        groups: np.ndarray,
-        gap: np.ndarray,
-        first_g: np.ndarray,
-        splits: dict[int, str],
-    ) -> np.ndarray:
-        """Idle-timeout cuts of non-TCP groups, vectorised; returns groups needing _exact.
-
-        Without TCP state a flow ends only by an idle gap or the active timeout. Gaps are
-        cut here; a group where a cut-out piece would still exceed the active timeout goes
-        to the exact per-packet walk instead.
-        """
-        if not len(groups):
-            return groups
-        gid, ts, gstart = pk.gid, pk.ts, pk.gstart
-        in_g = np.zeros(len(gstart), dtype=bool)
-        in_g[groups] = True
-        mine = in_g[gid]
-        cut = mine & (gap > self._idle[pk.proto])
-        pos = np.arange(len(ts))
-        last_cut = np.maximum.accumulate(np.where(cut, pos, -1))
-        own = last_cut >= gstart[gid]
-        seg_t0 = np.where(own, ts[np.maximum(last_cut, 0)], first_g[gid])
-        too_long = _sorted_unique(gid[mine & (ts - seg_t0 > self._active[pk.proto])])
-        ok = cut & ~np.isin(gid, too_long)
-        self.stats.slow_groups += len(groups) - len(too_long)
-        for p in np.flatnonzero(ok).tolist():
-            splits[p] = "idle_timeout"
-        return too_long
-
-    def _exact(self, pk: Packets, g: int, slot: int, splits: dict[int, str]) -> None:
-        """Walk one group's packets in order and record where flows end (rare path)."""
-        self.stats.slow_groups += 1
-        s = self.slots
-        lo = int(pk.gstart[g])
-        hi = int(pk.gstart[g + 1]) if g + 1 < len(pk.gstart) else len(pk.ts)
-        ts = pk.ts[lo:hi].tolist()
-        fl = pk.flags[lo:hi].tolist()
-        fw = pk.fwd[lo:hi].tolist()
-        tcp = int(pk.proto[lo]) == 6
-        idle = int(self._idle[int(pk.proto[lo])])
-        active = int(self._active[int(pk.proto[lo])])
-        if slot >= 0:
-            first, last = int(s.first_ts[slot]), int(s.last_ts[slot])
-            fa, fb = bool(s.flags[slot, 0] & FIN), bool(s.flags[slot, 1] & FIN)
-            rst = bool((s.flags[slot] & RST).any())
-        else:
-            first = last = ts[0]
-            fa = fb = rst = False
-        for i, t in enumerate(ts):
-            closed = rst or (fa and fb)
-            why = None
-            if t - last > (self._linger if closed else idle):
-                why = "rst" if rst else "fin" if (fa or fb) else "idle_timeout"
-            elif closed and tcp and (fl[i] & (SYN | ACK | RST | FIN)) == SYN:
-                why = "rst" if rst else "fin"
-            elif t - first > active:
-                why = "active_timeout"
-            if why is not None and (i > 0 or slot >= 0):
-                splits[lo + i] = why
-                first, fa, fb, rst = t, False, False, False
-            last = t
-            if tcp:
-                f = fl[i]
-                if f & FIN:
-                    fa, fb = (True, fb) if fw[i] else (fa, True)
-                rst = rst or bool(f & RST)
 
     def _init_slots(self, pk: Packets, idx: np.ndarray, at: np.ndarray) -> None:
         s = self.slots
@@ -389,46 +292,6 @@ class FlowTable:
             by[name] = by.get(name, 0) + count
         self._pending.append(cols)
 
-    def _index(self, pk: Packets, groups: np.ndarray, slots: np.ndarray, exact: np.ndarray) -> None:
-        """The newest flow of each key owns the key's index entry."""
-        index, s = self.index, self.slots
-        hs = pk.hg[groups]
-        s.h[slots] = hs
-        hl, sl_l = hs.tolist(), slots.tolist()
-        get = index.get
-        owners = [get(h) for h in hl]
-        if not self.collide and not exact.any() and owners.count(None) == len(owners):
-            index.update(zip(hl, sl_l, strict=True))  # common case: every key new to the index
-            return
-        for g, sl, h, owner in zip(groups.tolist(), sl_l, hl, owners, strict=True):
-            if not exact[g] and (
-                owner is None or owner == sl or not s.active[owner] or _same_key(s, owner, sl)
-            ):
-                index[h] = sl
-            else:
-                self.collide[tuple(int(getattr(s, n)[sl]) for n in KEY_NAMES)] = sl
-
-    def _unindex(self, idx: np.ndarray) -> None:
-        index, s = self.index, self.slots
-        if not self.collide:  # the common case: drop the entries these slots own
-            get = index.get
-            for sl, h in zip(idx.tolist(), s.h[idx].tolist(), strict=True):
-                if get(h) == sl:
-                    del index[h]
-            return
-        for sl, h in zip(idx.tolist(), s.h[idx].tolist(), strict=True):
-            if index.get(h) == sl:
-                del index[h]
-                for key, other in list(self.collide.items()):  # promote a waiting twin
-                    if other != sl and int(s.h[other]) == h:
-                        index[h] = other
-                        del self.collide[key]
-                        break
-            elif self.collide:
-                for key, other in list(self.collide.items()):
-                    if other == sl:
-                        del self.collide[key]
-
     def _expire(self) -> None:
         s = self.slots
         act = np.nonzero(s.active)[0]
@@ -466,19 +329,3 @@ class FlowTable:
 
 _DENSE = sum(1 << (d * NL + LETTERS.index(c)) for d in (0, 1) for c in "AD")
 _RARE = ((1 << (2 * NL)) - 1) & ~_DENSE
-KEY_NAMES = ("a_hi", "a_lo", "b_hi", "b_lo", "a_port", "b_port", "proto", "vlan", "vlan_inner")
-
-
-def _sorted_unique(a: np.ndarray) -> np.ndarray:
-    """The distinct values of the sorted array ``a`` (np.unique without its sort, and
-    without the import of numpy.ma that np.unique costs on first use)."""
-    if len(a) < 2:
-        return a
-    keep = np.empty(len(a), dtype=bool)
-    keep[0] = True
-    np.not_equal(a[1:], a[:-1], out=keep[1:])
-    return a[keep]
-
-
-def _same_key(s: Slots, x: int, y: int) -> bool:
-    return all(getattr(s, n)[x] == getattr(s, n)[y] for n in KEY_NAMES)

@@ -11,7 +11,7 @@ import pkgutil
 
 from collectors.apps.base import APP_DECODERS, AppDecoder, DecodeError, Msg, register
 
-_SKIP = {"base", "engine", "streams", "cli"}
+_SKIP = {"base", "engine", "engine_capture", "engine_decode", "engine_state", "streams", "cli"}
 
 
 def load_all() -> None:

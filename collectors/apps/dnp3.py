@@ -34,9 +34,19 @@ import struct
 from typing import Any, ClassVar
 
 from collectors.apps.base import AppDecoder, DecodeError, Msg, register
+from collectors.apps.dnp3_objects import MAX_OBJECTS as MAX_OBJECTS
+from collectors.apps.dnp3_objects import DnpObjects, parse_objects
+from collectors.apps.dnp3_tables import (
+    FUNCTIONS,
+    IIN2_REFUSAL,
+    IIN_BITS,
+    LINK_PRIMARY,
+    LINK_SECONDARY,
+    RESPONSES,
+)
+from collectors.apps.dnp3_tables import NO_DATA as NO_DATA
+from collectors.apps.dnp3_tables import SIZES as SIZES
 
-MAX_OBJECTS = 16
-"""Object headers recorded in ``attrs['objects']`` (all are counted in ``object_count``)."""
 MAX_OPEN = 64
 """Fragments (address pairs) a flow may have open at once."""
 MAX_FRAGMENT = 65536
@@ -63,64 +73,6 @@ def crc_dnp(data: bytes | memoryview) -> int:
         crc = (crc >> 8) ^ table[(crc ^ b) & 0xFF]
     return ~crc & 0xFFFF
 
-
-FUNCTIONS: dict[int, str] = {
-    0: "confirm",
-    1: "read",
-    2: "write",
-    3: "select",
-    4: "operate",
-    5: "direct_operate",
-    6: "direct_operate_no_ack",
-    7: "immediate_freeze",
-    8: "immediate_freeze_no_ack",
-    9: "freeze_clear",
-    10: "freeze_clear_no_ack",
-    11: "freeze_at_time",
-    12: "freeze_at_time_no_ack",
-    13: "cold_restart",
-    14: "warm_restart",
-    15: "initialize_data",
-    16: "initialize_application",
-    17: "start_application",
-    18: "stop_application",
-    19: "save_configuration",
-    20: "enable_unsolicited",
-    21: "disable_unsolicited",
-    22: "assign_class",
-    23: "delay_measurement",
-    24: "record_current_time",
-    25: "open_file",
-    26: "close_file",
-    27: "delete_file",
-    28: "get_file_info",
-    29: "authenticate_file",
-    30: "abort_file",
-    31: "activate_config",
-    32: "authenticate_request",
-    33: "authenticate_request_no_ack",
-    129: "response",
-    130: "unsolicited_response",
-    131: "authenticate_response",
-}
-
-LINK_PRIMARY = {
-    0: "reset_link_states",
-    2: "test_link_states",
-    3: "confirmed_user_data",
-    4: "unconfirmed_user_data",
-    9: "request_link_status",
-}
-LINK_SECONDARY = {0: "ack", 1: "nack", 11: "link_status", 15: "not_supported"}
-IIN_BITS = (
-    "all_stations", "class1_events", "class2_events", "class3_events",
-    "need_time", "local_control", "device_trouble", "device_restart",
-    "no_func_code_support", "object_unknown", "parameter_error", "event_buffer_overflow",
-    "already_executing", "config_corrupt", "reserved2", "reserved1",
-)  # fmt: skip
-"""IIN1 bits 0-7 then IIN2 bits 0-7."""
-IIN2_REFUSAL = 0x17
-RESPONSES = (129, 130, 131)
 
 _HDR = struct.Struct("<HBBHH")  # start (0x6405 read little-endian), length, control, dst, src
 
@@ -309,161 +261,3 @@ def _fill(msg: Msg, objs: DnpObjects) -> None:
         msg.values = tuple(objs.values)
     if objs.file_name is not None:
         attrs["file_name"] = objs.file_name
-
-
-# -- objects -------------------------------------------------------------------------------------
-
-SIZES: dict[int, tuple[int, ...]] = {
-    1: (-1, 1), 2: (1, 7, 3), 3: (-2, 1), 4: (1, 7, 3), 10: (-1, 1), 11: (1, 7),
-    12: (11, 11, -1), 13: (1, 7), 20: (5, 3, 5, 3, 4, 2, 4, 2),
-    21: (5, 3, 5, 3, 11, 9, 11, 9, 4, 2, 4, 2), 22: (5, 3, 5, 3, 11, 9, 11, 9),
-    23: (5, 3, 5, 3, 11, 9, 11, 9), 30: (5, 3, 4, 2, 5, 9), 31: (5, 3, 11, 9, 4, 2, 5, 9),
-    32: (5, 3, 11, 9, 5, 9, 11, 15), 33: (5, 3, 11, 9, 5, 9, 11, 15), 34: (2, 4, 4),
-    40: (5, 3, 5, 9), 41: (5, 3, 5, 9), 42: (5, 3, 11, 9, 5, 9, 11, 15),
-    43: (5, 3, 11, 9, 5, 9, 11, 15), 50: (6, 10, 6, 11), 51: (6, 6), 52: (2, 2), 80: (-1,),
-}  # fmt: skip
-"""Octets per object of (group, variation) = SIZES[group][variation - 1]; -n: packed n-bit
-values. Groups 110-113 (octet strings, virtual terminal): the variation is the size."""
-NO_DATA = {0, 1, 7, 8, 9, 10, 13, 14, 20, 21, 22, 23, 24}
-"""Request function codes whose object headers carry no object data."""
-_WIDTH = (0, 1, 2, 4, 1, 2, 4, 0)  # prefix code -> index / size octets
-_G41 = {1: "<i", 2: "<h", 3: "<f", 4: "<d"}
-
-
-class DnpObjects:
-    """What :func:`parse_objects` found in one application fragment."""
-
-    __slots__ = ("crob", "file_name", "first_index", "headers", "incomplete", "total", "values")
-
-    def __init__(self) -> None:
-        self.headers: list[dict[str, int]] = []
-        self.total = 0
-        self.incomplete: str | None = None
-        self.crob: list[dict[str, int]] = []
-        self.values: list[float] = []
-        self.file_name: str | None = None
-        self.first_index: int | None = None
-
-
-def _size(group: int, var: int) -> int | None:
-    if 110 <= group <= 113:
-        return var or None
-    sizes = SIZES.get(group)
-    return sizes[var - 1] if sizes and 1 <= var <= len(sizes) else None
-
-
-def parse_objects(apdu: bytes, off: int, fc: int) -> DnpObjects:
-    """Object headers (and the data of CROB, g41 and g70 objects) from ``apdu[off:]``."""
-    out, end = DnpObjects(), len(apdu)
-    data_follows = fc not in NO_DATA
-    while off < end:
-        if end - off < 3:
-            out.incomplete = f"object header truncated at octet {off}"
-            break
-        group, var, qual = apdu[off], apdu[off + 1], apdu[off + 2]
-        off += 3
-        prefix, rng = (qual >> 4) & 7, qual & 0x0F
-        head = {"group": group, "variation": var, "qualifier": qual}
-        count: int | None = None
-        if rng <= 5 or rng in (7, 8, 9, 0x0B):
-            width = (1, 2, 4)[rng % 3] if rng <= 5 else {7: 1, 8: 2, 9: 4, 0x0B: 1}[rng]
-            nfield = 2 if rng <= 5 else 1
-            if end - off < nfield * width:
-                out.incomplete = f"range of g{group}v{var} truncated"
-                break
-            first = int.from_bytes(apdu[off : off + width], "little")
-            if rng <= 5:
-                last = int.from_bytes(apdu[off + width : off + 2 * width], "little")
-                if last < first:
-                    out.incomplete = f"g{group}v{var} range {first}-{last}"
-                    break
-                head["start"], head["stop"], count = first, last, last - first + 1
-            else:
-                count = first
-            off += nfield * width
-            head["count"] = count
-        if len(out.headers) < MAX_OBJECTS:
-            out.headers.append(head)
-        out.total += 1
-        if rng not in (6, 0x0B) and rng > 9:  # listed, like tshark, but nothing follows
-            out.incomplete = f"reserved range code {rng} (qualifier 0x{qual:02x})"
-            break
-        if not data_follows or count is None or group == 60 or not count:
-            continue
-        off = _data(out, apdu, off, group, var, prefix, count)
-        if out.incomplete:
-            break
-    return out
-
-
-def _data(out: DnpObjects, apdu: bytes, off: int, group: int, var: int, prefix: int, n: int) -> int:
-    """Skip (and pick from) the data of ``n`` objects; returns the offset after them."""
-    end, width = len(apdu), _WIDTH[prefix]
-    if prefix == 7:
-        out.incomplete = "reserved prefix code 7"
-        return off
-    if prefix >= 4:  # each object is preceded by its size
-        for _ in range(n):
-            if end - off < width:
-                out.incomplete = f"g{group}v{var} object size truncated"
-                return off
-            osize = int.from_bytes(apdu[off : off + width], "little")
-            obj = apdu[off + width : off + width + osize]
-            if len(obj) < osize:
-                out.incomplete = f"g{group}v{var} object of {osize} octets truncated"
-                return end
-            if group == 70 and out.file_name is None:
-                _file_name(out, var, obj)
-            off += width + osize
-        return off
-    size = _size(group, var)
-    if size is None:
-        out.incomplete = f"g{group}v{var}: object size not known"
-        return off
-    if size < 0:
-        if prefix:
-            out.incomplete = f"g{group}v{var}: packed objects with index prefix"
-            return off
-        off += (n * -size + 7) // 8
-    else:
-        step = width + size
-        room = (end - off) // step
-        for i in range(min(n, room, 256)):
-            at = off + i * step
-            index = int.from_bytes(apdu[at : at + width], "little") if width else -1
-            if i == 0 and width:
-                out.first_index = index
-            _pick(out, apdu, at + width, group, var, index)
-        off += n * step
-    if off > end:
-        out.incomplete = f"g{group}v{var} data truncated"
-    return off
-
-
-def _pick(out: DnpObjects, apdu: bytes, at: int, group: int, var: int, index: int) -> None:
-    if group == 12 and var == 1:
-        code, count, on_ms, off_ms, status = struct.unpack_from("<BBIIB", apdu, at)
-        out.crob.append(
-            {
-                "index": index,
-                "code": code,
-                "op": code & 0x0F,
-                "queue": (code >> 4) & 1,
-                "clear": (code >> 5) & 1,
-                "tcc": code >> 6,
-                "count": count,
-                "on_ms": on_ms,
-                "off_ms": off_ms,
-                "status": status & 0x7F,
-            }
-        )
-    elif group == 41 and var in _G41:
-        out.values.append(struct.unpack_from(_G41[var], apdu, at)[0])
-
-
-def _file_name(out: DnpObjects, var: int, obj: bytes) -> None:
-    if var in (3, 7) and len(obj) >= 4:  # file command / descriptor: name offset and size
-        name_off, name_size = struct.unpack_from("<HH", obj)
-        out.file_name = obj[name_off : name_off + name_size].decode("latin-1")
-    elif var == 8:  # file specification string
-        out.file_name = obj.decode("latin-1")

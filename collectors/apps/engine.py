@@ -22,90 +22,42 @@ weirds of a batch come out in capture order (:mod:`collectors.apps.batch`), even
 
 from __future__ import annotations
 
-import socket
-from collections import deque
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from collectors.apps import APP_DECODERS
-from collectors.apps.base import AppDecoder, DecodeError, Msg
-from collectors.apps.batch import in_order, merge
+from collectors.apps.batch import in_order
+from collectors.apps.engine_capture import CaptureEvents as CaptureEvents
+from collectors.apps.engine_capture import decode_capture as decode_capture
+from collectors.apps.engine_decode import EngineDecode
+from collectors.apps.engine_state import (
+    ACK,
+    FAST_CHUNK,
+    FIN,
+    MAX_ROUNDS,
+    PROBE_PACKETS,
+    RST,
+    SYN,
+    AppFlow,
+    AppStats,
+    Emit,
+    EventsOut,
+    Pkt,
+    _be32,
+    _packed,
+    _port_table,
+)
+from collectors.apps.engine_state import MAX_ERRORS as MAX_ERRORS
+from collectors.apps.engine_state import MAX_PENDING as MAX_PENDING
 from collectors.apps.fast import FastPath
 from collectors.apps.fast.core import Cand, FastResult
-from collectors.apps.streams import Stream
 from collectors.communityid import community_id
 from collectors.decode import FRAG_LATER, KIND_IP, Decoded
-from parkwatch.schema import OtEvent, Weird
-from parkwatch.schema.columns import Columns
+from parkwatch.schema import Weird
 from parkwatch.topology import Topology
 
-SYN, FIN, RST, ACK = 2, 1, 4, 16
-PROBE_PACKETS = 4
-MAX_ERRORS = 8
-MAX_PENDING = 4096
-FAST_CHUNK = 1 << 16
-"""Candidates per fast-path chunk (each chunk runs up to ``MAX_ROUNDS`` rounds)."""
-MAX_ROUNDS = 8
-"""Fast/per-packet turns per chunk; the last round is all per-packet."""
-Emit = Callable[[OtEvent | Weird], None]
-EventsOut = Callable[[Columns[OtEvent]], None]
 
-
-def _port_table() -> tuple[np.ndarray, list[type[AppDecoder]]]:
-    """(2, 65536) table: decoder index + 1 bound to each TCP (row 0) / UDP (row 1) port."""
-    decoders = [cls for _, cls in APP_DECODERS.items()]
-    table = np.zeros((2, 65536), dtype=np.int16)
-    for i, cls in enumerate(decoders):
-        for row, ports in ((0, cls.tcp_ports), (1, cls.udp_ports)):
-            for p in ports:
-                if not table[row, p]:
-                    table[row, p] = i + 1
-    return table, decoders
-
-
-class Pkt(NamedTuple):
-    """The packet a chunk of stream came in: what its messages and weirds are stamped with."""
-
-    ts: int
-    frame: int
-    src: tuple[str, Any]  # (address text, topology Endpoint)
-    dst: tuple[str, Any]
-    sport: int
-    dport: int
-
-
-@dataclass
-class AppFlow:
-    """Application state of one flow."""
-
-    decoder: AppDecoder | None
-    client_is_a: bool | None  # True: the canonical A endpoint is the client
-    cid: str
-    uid: str
-    streams: tuple[Stream, Stream] = field(default_factory=lambda: (Stream(), Stream()))
-    pending: dict[Hashable, deque[str]] = field(default_factory=dict)
-    fifo: deque[str] = field(default_factory=deque)
-    count: int = 0
-    errors: int = 0
-    probes: int = 0
-    summary: dict[str, Any] = field(default_factory=dict)
-    ends: tuple[tuple[str, Any], tuple[str, Any]] | None = None  # (A, B): text, Endpoint
-
-
-@dataclass
-class AppStats:
-    candidates: int = 0
-    events: int = 0
-    weird: int = 0
-    gaps: int = 0
-    fast: int = 0  # candidates decoded by the fast path
-    by_protocol: dict[str, int] = field(default_factory=dict)
-
-
-class AppEngine:
+class AppEngine(EngineDecode):
     """Application decoding for one vantage point."""
 
     def __init__(
@@ -309,24 +261,6 @@ class AppEngine:
                 self._udp(pk, st, a_to_b, data)
         return np.array(back, dtype=np.int64)
 
-    def _output(self, results: list[FastResult], emit: Emit, events: EventsOut | None) -> None:
-        """The batch's events, fast and per-packet, merged in capture order."""
-        rows, self._rows = self._rows, []
-        rowpos, self._rowpos = self._rowpos, []
-        if events is None and not any(len(fr.pos) for fr in results):
-            for r in in_order(rows, rowpos)[0]:
-                emit(OtEvent(*r))
-            return
-        data = merge(results, rows, rowpos)
-        if data is None:
-            return
-        cols = Columns(OtEvent, data)
-        if events is not None:
-            events(cols)
-        else:
-            for rec in cols.records():
-                emit(rec)
-
     def _probing(self, uids: np.ndarray, unbound: np.ndarray) -> np.ndarray:
         """Mask of unbound packets still worth probing (flow unknown or still probing)."""
         uu = np.unique(uids[unbound])
@@ -383,179 +317,6 @@ class AppEngine:
             self.flows[uid] = None
         return False
 
-    def _tcp(
-        self, pk: Pkt, st: AppFlow, a_to_b: bool, flags: int, seq: int, ack: int, data: bytes
-    ) -> None:
-        stream = st.streams[0 if a_to_b else 1]
-        if flags & SYN:
-            stream.syn(seq)
-            if not flags & ACK:
-                st.client_is_a = a_to_b
-        if flags & ACK:  # the peer has these bytes: a hole below it will never fill
-            peer = st.streams[1 if a_to_b else 0]
-            if peer.ooo:
-                whole, chunks = peer.acked(ack)
-                if not whole:
-                    self.stats.gaps += 1
-                    self._weird(pk, st, "tcp_content_gap", "bytes acknowledged but not captured")
-                    self._deliver(st, peer, not a_to_b, chunks)
-        if not data or stream.dead:
-            return
-        whole, chunks = stream.feed(seq, data, pk)
-        if not whole:
-            self.stats.gaps += 1
-            self._weird(pk, st, "tcp_content_gap", "missing bytes, stream resynchronised")
-        if chunks:
-            self._deliver(st, stream, a_to_b, chunks)
-
-    def _deliver(
-        self, st: AppFlow, stream: Stream, a_to_b: bool, chunks: list[tuple[bytes, Any]]
-    ) -> None:
-        """Parse after each delivered chunk: messages carry the packet that completed them.
-
-        The unparsed bytes live in ``stream.buf`` between chunks; within one chunk they are a
-        local ``bytes`` (no copy when nothing was buffered before).
-        """
-        from_client = a_to_b == st.client_is_a
-        for data, pk in chunks:
-            dec = st.decoder
-            if dec is None or stream.dead:
-                return
-            if stream.buf:
-                stream.buf += data
-                buf = bytes(stream.buf)
-                stream.buf.clear()
-            else:
-                buf = data
-            while buf:
-                try:
-                    used, msgs = dec.parse(buf, from_client)
-                except Exception as exc:
-                    self._decode_error(pk, st, exc)
-                    buf = b""
-                    break
-                if used <= 0 and not msgs:
-                    if len(buf) > dec.max_buffer:
-                        self._weird(pk, st, "pdu_too_large", f"{len(buf)} bytes unparsed")
-                        buf = b""
-                    break
-                if used > 0:
-                    buf = buf[used:]
-                for reason, detail in dec.take_notes():
-                    self._weird(pk, st, reason, detail)
-                for m in msgs:
-                    self._event(pk, st, m)
-                if used <= 0:
-                    break
-            if buf:
-                stream.buf += buf
-
-    def _udp(self, pk: Pkt, st: AppFlow, a_to_b: bool, data: bytes) -> None:
-        dec = st.decoder
-        assert dec is not None
-        try:
-            msgs = dec.datagram(data, a_to_b == st.client_is_a)
-        except Exception as exc:
-            self._decode_error(pk, st, exc)
-            return
-        for reason, detail in dec.take_notes():
-            self._weird(pk, st, reason, detail)
-        for m in msgs:
-            self._event(pk, st, m)
-
-    def _decode_error(self, pk: Pkt, st: AppFlow, exc: Exception) -> None:
-        if isinstance(exc, DecodeError):
-            name, detail = exc.reason, exc.detail
-        else:
-            name, detail = "decoder_exception", f"{type(exc).__name__}: {exc}"
-        st.errors += 1
-        self._weird(pk, st, name, detail)
-        if st.errors >= MAX_ERRORS:
-            self._weird(pk, st, "too_many_decode_errors", f"{st.errors} errors: flow dropped")
-            for s in st.streams:
-                s.dead = True
-            st.decoder = None
-
-    # -- output -------------------------------------------------------------------------------
-    def _event(self, pk: Pkt, st: AppFlow, m: Msg) -> None:
-        dec = st.decoder
-        assert dec is not None
-        st.count += 1
-        uid = f"{st.uid}.{st.count}"
-        request_uid = None
-        if m.link:
-            if m.direction == "request":
-                q = st.pending.setdefault(m.match, deque()) if m.match is not None else st.fifo
-                if len(q) < MAX_PENDING:
-                    q.append(uid)
-            elif m.direction == "response":
-                q2 = st.pending.get(m.match) if m.match is not None else st.fifo
-                if q2:
-                    request_uid = q2.popleft()
-                    if not q2 and m.match is not None:
-                        del st.pending[m.match]  # no empty queues kept (same links)
-        src, s_ep = pk.src
-        dst, d_ep = pk.dst
-        summary = st.summary
-        name = dec.name
-        if "app_proto" not in summary:
-            summary["app_proto"] = name
-        if m.direction == "request" and m.attrs:
-            for key, dest in (("sni", "sni"), ("host", "http_host")):
-                if key in m.attrs and dest not in summary:
-                    summary[dest] = m.attrs[key]
-        self._rows.append(
-            (uid, pk.ts, name, m.direction, src, pk.sport, dst, pk.dport, st.cid, st.uid,
-             self.vantage, m.unit, m.function_code, m.function_name, m.exception_code,
-             request_uid, m.address, m.quantity, m.values, m.data_area, s_ep.enterprise,
-             s_ep.zone, s_ep.role, d_ep.enterprise, d_ep.zone, d_ep.role, m.attrs)
-        )  # fmt: skip
-        self._rowpos.append(self._at)
-        self.stats.events += 1
-        by = self.stats.by_protocol
-        by[name] = by.get(name, 0) + 1
-
-    def _weird(self, pk: Pkt, st: AppFlow, name: str, detail: str) -> None:
-        self.stats.weird += 1
-        self._wpos.append(self._at)
-        layer = st.decoder.name if st.decoder is not None else "app"
-        self.weirds.append(
-            Weird(
-                pk.ts, name, layer, f"{detail} (flow {st.uid})", self.file, pk.frame, self.vantage
-            )
-        )
-
-    def ends(self, st: AppFlow, d: Decoded, i: int, a_to_b: bool) -> tuple[Any, Any]:
-        """The flow's (A, B) endpoints (address text, topology Endpoint), from packet ``i``."""
-        if st.ends is None:
-            s, t = self._endpoint(d, i, "src"), self._endpoint(d, i, "dst")
-            st.ends = (s, t) if a_to_b else (t, s)
-        return st.ends
-
-    def take_weirds(self) -> list[Weird]:
-        out, self.weirds = self.weirds, []
-        return out
-
-    def _endpoint(self, d: Decoded, i: int, side: str) -> tuple[str, Any]:
-        ver = int(d.ver[i])
-        hi = int(getattr(d, side + "_hi")[i])
-        lo = int(getattr(d, side + "_lo")[i])
-        key = (ver, hi, lo)
-        got = self._ep.get(key)
-        if got is None:
-            if ver == 4:
-                text = socket.inet_ntoa((lo & 0xFFFFFFFF).to_bytes(4, "big"))
-                ep = self.topology.lookup_int(4, lo & 0xFFFFFFFF)
-            else:
-                text = socket.inet_ntop(
-                    socket.AF_INET6, hi.to_bytes(8, "big") + lo.to_bytes(8, "big")
-                )
-                ep = self.topology.lookup_int(6, (hi << 64) | lo)
-            if len(self._ep) > 100_000:
-                self._ep.clear()
-            got = self._ep[key] = (text, ep)
-        return got
-
     # -- flow ends ------------------------------------------------------------------------------
     def finish(self, uid_hashes: list[int]) -> dict[int, dict[str, Any]]:
         """Forget ended flows; return their summaries (uid hash -> fields for the flow record)."""
@@ -567,57 +328,3 @@ class AppEngine:
             if st is not None and st.summary:
                 out[u] = st.summary
         return out
-
-
-def _be32(u8: np.ndarray, at: np.ndarray) -> np.ndarray:
-    return (
-        (u8[at].astype(np.int64) << 24)
-        | (u8[at + 1].astype(np.int64) << 16)
-        | (u8[at + 2].astype(np.int64) << 8)
-        | u8[at + 3]
-    )
-
-
-def _packed(d: Decoded, i: int, side: str) -> bytes:
-    hi = int(getattr(d, side + "_hi")[i])
-    lo = int(getattr(d, side + "_lo")[i])
-    if int(d.ver[i]) == 4:
-        return (lo & 0xFFFFFFFF).to_bytes(4, "big")
-    return hi.to_bytes(8, "big") + lo.to_bytes(8, "big")
-
-
-@dataclass
-class CaptureEvents:
-    """What :func:`decode_capture` found: events and weirds in emission order, and flows."""
-
-    events: list[OtEvent] = field(default_factory=list)
-    weirds: list[Weird] = field(default_factory=list)
-    flows: list[Any] = field(default_factory=list)
-
-
-def decode_capture(
-    path: str | Any,
-    topology: Topology | None = None,
-    protocols: set[str] | None = None,
-    vantage: str | None = None,
-) -> CaptureEvents:
-    """Run the flow pipeline with every decoder (or ``protocols``) over one capture."""
-    from collectors.pipeline import FlowPipeline  # the pipeline imports this module
-    from parkwatch.config import load_settings
-    from parkwatch.topology import default_topology
-
-    out = CaptureEvents()
-    pipe = FlowPipeline(
-        load_settings(vantage=vantage),
-        topology or default_topology(),
-        apps=protocols if protocols is not None else "all",
-    )
-
-    def emit(rec: Any) -> None:
-        if isinstance(rec, OtEvent):
-            out.events.append(rec)
-        elif isinstance(rec, Weird):
-            out.weirds.append(rec)
-
-    pipe.run([str(path)], emit, lambda cols: out.flows.extend(cols.records()))
-    return out

@@ -14,19 +14,9 @@ from typing import Any
 import click
 import orjson
 
-from parkwatch.errors import ConfigError
+from parkwatch.durations import parse_time_option
 from parkwatch.indicators import indicators
-from parkwatch.schema import SchemaError, parse_ts
 from parkwatch.store.sqlite import SqliteStore
-
-
-def _when(text: str | None, field: str) -> int | None:
-    if text is None:
-        return None
-    try:
-        return parse_ts(text)
-    except SchemaError:
-        raise ConfigError(f"not an RFC 3339 time: {text!r}", field=field) from None
 
 
 def _text(rep: dict[str, Any], since: str | None, until: str | None) -> str:
@@ -72,7 +62,7 @@ def report_command(
     store_path: str, since: str | None, until: str | None, enterprise: str | None, fmt: str
 ) -> None:
     """Render the park security indicator report (indicators 10 and 13) from the store."""
-    lo, hi = _when(since, "--since"), _when(until, "--until")
+    lo, hi = parse_time_option(since, "--since"), parse_time_option(until, "--until")
     with SqliteStore.open(store_path) as st:
         incs = st.incidents(lo, hi, enterprise)
     rep = indicators(incs)

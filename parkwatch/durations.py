@@ -42,3 +42,16 @@ def parse_duration(text: str) -> int:
     if ns <= 0:
         raise ConfigError(f"duration must be positive: {text!r}")
     return ns
+
+
+def parse_time_option(text: str | None, flag: str) -> int | None:
+    """ns since the epoch from an RFC 3339 command-line value (None stays None); a bad one is
+    a ConfigError naming the option."""
+    from parkwatch.schema import SchemaError, parse_ts
+
+    if text is None:
+        return None
+    try:
+        return parse_ts(text)
+    except SchemaError:
+        raise ConfigError(f"not an RFC 3339 time: {text!r}", field=flag) from None

@@ -12,8 +12,9 @@ from typing import Any
 import click
 import orjson
 
+from parkwatch.durations import parse_time_option
 from parkwatch.errors import ConfigError
-from parkwatch.schema import Incident, SchemaError, format_ts, parse_ts
+from parkwatch.schema import Incident, format_ts
 from parkwatch.store import accounts, results, workflow
 from parkwatch.store.sqlite import SqliteStore
 
@@ -147,15 +148,6 @@ def _actor(who: str | None) -> str:
     return who or f"cli:{getpass.getuser()}"
 
 
-def _when(text: str | None, flag: str = "--at") -> int | None:
-    if text is None:
-        return None
-    try:
-        return parse_ts(text)
-    except SchemaError:
-        raise ConfigError(f"not an RFC 3339 time: {text!r}", field=flag) from None
-
-
 @click.group("incidents")
 def incidents_command() -> None:
     """Triage stored incidents: list, show, ack, assign, comment, resolve, false-positive."""
@@ -186,7 +178,7 @@ def _list(
     category: str | None, since: str | None, until: str | None, fmt: str,
 ) -> None:
     """Incidents by first alert, as the console's queue filters them."""
-    lo, hi = _when(since, "--since"), _when(until, "--until")
+    lo, hi = parse_time_option(since, "--since"), parse_time_option(until, "--until")
     with _open(store_path) as st:
         incs = st.incidents(lo, hi, enterprise=enterprise, status=status)
     for i in incs:
@@ -243,7 +235,7 @@ def _done(inc: Incident) -> None:
 @AT
 def _ack(incident_id: str, store_path: str, actor: str | None, at: str | None) -> None:
     with _open(store_path) as st:
-        _done(workflow.acknowledge(st, incident_id, _actor(actor), _when(at)))
+        _done(workflow.acknowledge(st, incident_id, _actor(actor), parse_time_option(at, "--at")))
 
 
 @incidents_command.command("resolve")
@@ -256,7 +248,7 @@ def _resolve(
     incident_id: str, store_path: str, actor: str | None, at: str | None, note: str
 ) -> None:
     with _open(store_path) as st:
-        _done(workflow.resolve(st, incident_id, _actor(actor), _when(at), note))
+        _done(workflow.resolve(st, incident_id, _actor(actor), parse_time_option(at, "--at"), note))
 
 
 @incidents_command.command("assign")

@@ -98,38 +98,43 @@ def _scope(table: str, key: str, enterprise: str | None) -> tuple[str, list[Any]
             [table, enterprise])
 
 
+def _page(
+    st: SqliteStore, table: str, key: str, cursor: str, enterprise: str | None, after: int,
+    limit: int,
+) -> tuple[list[Any], int]:
+    """Records of ``table`` with ``cursor > after`` in cursor order, and the next cursor."""
+    extra, args = _scope(table, key, enterprise)
+    schema = "schema" if table == "events" else "NULL"
+    rows = st.conn.execute(
+        f"SELECT {cursor}, {schema}, record FROM {table} WHERE {cursor} > ?{extra} "
+        f"ORDER BY {cursor} LIMIT ?",
+        [after, *args, min(limit, PAGE_MAX)],
+    ).fetchall()
+    kinds: dict[str, type[Record]] = {"incidents": Incident, "alerts": Alert}
+    kind = kinds.get(table)
+    recs = [(kind or _BY_SCHEMA[s]).from_json(blob) for _, s, blob in rows]
+    return recs, (rows[-1][0] if rows else after)
+
+
 def incident_page(
     st: SqliteStore, enterprise: str | None, after: int = 0, limit: int = 100
 ) -> tuple[list[Incident], int]:
     """Incidents changed after cursor ``after``, oldest change first; and the next cursor."""
-    extra, args = _scope("incidents", "id", enterprise)
-    rows = st.conn.execute(
-        f"SELECT seq, record FROM incidents WHERE seq > ?{extra} ORDER BY seq LIMIT ?",
-        [after, *args, min(limit, PAGE_MAX)],
-    ).fetchall()
-    return [Incident.from_json(r[1]) for r in rows], (rows[-1][0] if rows else after)
+    return _page(st, "incidents", "id", "seq", enterprise, after, limit)
 
 
 def alert_page(
     st: SqliteStore, enterprise: str | None, after: int = 0, limit: int = 100
 ) -> tuple[list[Alert], int]:
-    extra, args = _scope("alerts", "uid", enterprise)
-    rows = st.conn.execute(
-        f"SELECT rowid, record FROM alerts WHERE rowid > ?{extra} ORDER BY rowid LIMIT ?",
-        [after, *args, min(limit, PAGE_MAX)],
-    ).fetchall()
-    return [Alert.from_json(r[1]) for r in rows], (rows[-1][0] if rows else after)
+    """Alerts stored after cursor ``after`` (their row number), and the next cursor."""
+    return _page(st, "alerts", "uid", "rowid", enterprise, after, limit)
 
 
 def event_page(
     st: SqliteStore, enterprise: str | None, after: int = 0, limit: int = 100
 ) -> tuple[list[Record], int]:
-    extra, args = _scope("events", "uid", enterprise)
-    rows = st.conn.execute(
-        f"SELECT rowid, schema, record FROM events WHERE rowid > ?{extra} ORDER BY rowid LIMIT ?",
-        [after, *args, min(limit, PAGE_MAX)],
-    ).fetchall()
-    return [_BY_SCHEMA[r[1]].from_json(r[2]) for r in rows], (rows[-1][0] if rows else after)
+    """Events (OT/IT, ARP, weirds) stored after cursor ``after``, and the next cursor."""
+    return _page(st, "events", "uid", "rowid", enterprise, after, limit)
 
 
 def flows_by_uid(st: SqliteStore, uids: list[str]) -> list[Record]:

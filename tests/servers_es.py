@@ -77,10 +77,23 @@ class EsServer:
                 break
             try:
                 self.proc.wait(timeout=10)
-                break
             except subprocess.TimeoutExpired:
                 continue
+            if _group_gone(self.proc.pid, 10.0):  # the server child too, not just the script
+                break
         self.log.close()
+
+
+def _group_gone(pgid: int, timeout: float) -> bool:
+    """Wait until no process of group ``pgid`` is left (its data directory is then quiet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 @pytest.fixture(scope="session")

@@ -274,3 +274,23 @@ def test_the_live_correlator_shares_suppressions_assets_and_evidence(tmp_path: P
         assert sorted(r.uid for r in cited) == ["E0000", "F0000"]
         assets = {a["ip"]: a for a in results.assets(st)}
         assert "plc" in assets["10.1.2.10"]["roles"] and "10.1.1.5" in assets
+
+
+def test_events_named_filters_in_sqlite_as_python_would(tmp_path: Path) -> None:
+    from parkwatch.schema import OtEvent
+
+    db = tmp_path / "park.db"
+    _replay(db, tmp_path / "r", "s7comm_plc_attacks.pcap", "modbus_unauthorized_write.pcap")
+    want = {"s7comm": frozenset({"plc_stop", "download_block"}),
+            "modbus": frozenset({"write_single_register", "write_multiple_registers"})}
+    with SqliteStore.open(db) as st:
+        every = st.events()
+        for ent in (None, "ent-a", "ent-b"):
+            got = results.events_named(st, want, ent)
+            scoped = every if ent is None else st.events(enterprise=ent)
+            expect = [e for e in scoped if isinstance(e, OtEvent) and e.direction == "request"
+                      and e.function_name in want.get(e.protocol, ())]
+            assert [e.uid for e in got] == [e.uid for e in expect]  # type: ignore[attr-defined]
+        assert {e.function_name for e in results.events_named(st, want)} >= {  # type: ignore[attr-defined]
+            "plc_stop", "write_single_register"}
+        assert results.events_named(st, {}) == []

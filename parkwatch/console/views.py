@@ -363,7 +363,8 @@ def critical_commands(
 ) -> dict[str, Any]:
     """Stored OT critical commands (newest first, at most ``limit``) and counts by function."""
     of_event = {u: i.id for i in incs for u in i.event_uids}
-    evs = [e for e in st.events(enterprise=scope) if isinstance(e, OtEvent) and is_critical(e)]
+    evs = [e for e in results.events_named(st, CRITICAL, scope)
+           if isinstance(e, OtEvent) and is_critical(e)]
     counts = Counter((e.protocol, e.function_name or "") for e in evs)
     rows = [{**event_row(e), "incident": of_event.get(e.uid)} for e in reversed(evs[-limit:])]
     return {"rows": rows, "total": len(evs),

@@ -158,3 +158,25 @@ def _by_uid(st: SqliteStore, table: str, schema: str, uids: list[str], order: st
             ).fetchall()
         ]
     return sorted(out, key=lambda r: int(getattr(r, "ts", None) or getattr(r, "start", None) or 0))
+
+
+def events_named(
+    st: SqliteStore, functions: dict[str, frozenset[str]], enterprise: str | None = None,
+    direction: str = "request",
+) -> list[Record]:
+    """OT events whose (protocol, function_name) is in ``functions`` and whose direction is
+    ``direction``, by time; the filter runs in SQLite, so a store of many polls stays fast."""
+    pairs = [(p, f) for p, names in functions.items() for f in sorted(names)]
+    if not pairs:
+        return []
+    extra, args = _scope("events", "uid", enterprise)
+    doc = "CAST(record AS TEXT)"
+    sql = (
+        f"SELECT schema, record FROM events WHERE schema = 'parkwatch.ot_event' "
+        f"AND json_extract({doc}, '$.direction') = ? "
+        f"AND protocol || char(31) || json_extract({doc}, '$.function_name') IN "
+        f"(SELECT value FROM json_each(?)){extra} ORDER BY ts_ns, uid"
+    )
+    keys = orjson.dumps([f"{p}\x1f{f}" for p, f in pairs]).decode()
+    rows = st.conn.execute(sql, [direction, keys, *args]).fetchall()
+    return [_BY_SCHEMA[s].from_json(blob) for s, blob in rows]

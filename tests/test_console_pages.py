@@ -426,3 +426,29 @@ def test_repeated_failed_logins_are_throttled_per_user_and_address(db: Path) -> 
         assert accounts.failed_logins(st, "op", "ip:10.9.9.9", window_ns=0) == 0
         assert not [e for e in workflow.audit_log(st) if "secret" in e.actor]  # names unknown
         assert workflow.audit_log(st, limit=1)[0].actor == "(unknown user)"
+
+
+def test_a_huge_incident_shows_a_bounded_timeline_with_per_rule_counts(
+    login: Callable, st: SqliteStore
+) -> None:
+    import dataclasses
+
+    from parkwatch.console.views import TIMELINE_MAX
+    from tests.test_store import sample_alert, sample_incident
+
+    alerts = [sample_alert(i) for i in range(TIMELINE_MAX + 120)]
+    alerts += [dataclasses.replace(sample_alert(9000 + i), rule_id="pw-other") for i in range(3)]
+    inc = dataclasses.replace(sample_incident("inc-huge"), alert_uids=tuple(a.uid for a in alerts),
+                              alert_count=len(alerts))
+    st.put([*alerts, inc])
+    text = login("op").get("/incidents/inc-huge").text
+    rows = re.findall(r'<tr id="alert-([^"]+)"', text)
+    assert len(rows) == TIMELINE_MAX and f"Timeline ({len(alerts)} alerts)" in text
+    assert rows[:3] == ["A0000", "A0001", "A0002"] and rows[-1] == "A9002"  # first and last
+    assert rows.index("A9000") == TIMELINE_MAX - 3  # the tail holds the newest
+    assert f"… {len(alerts) - TIMELINE_MAX} more alerts not shown" in text
+    gap = text.index('id="alerts-hidden"')
+    assert text.index(f'id="alert-{rows[249]}"') < gap < text.index(f'id="alert-{rows[250]}"')
+    assert rows[249] == "A0249" and rows[250] == f"A{TIMELINE_MAX + 120 - 47:04d}"
+    counts = re.findall(r'<tr><td class="mono">([^<]+)</td><td>[^<]*</td><td>(\d+)</td></tr>', text)
+    assert counts == [("pw-ot-write", str(TIMELINE_MAX + 120)), ("pw-other", "3")]

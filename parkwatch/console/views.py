@@ -116,6 +116,12 @@ ATTR_FIRST = (
 """Protocol metadata keys shown first among an event's ``attrs``."""
 
 
+TIMELINE_MAX = 300
+"""Alerts shown in an incident's timeline: the first ones and the last ``TIMELINE_TAIL`` (a
+scan can group thousands; all of them are in the per-rule counts, the exports and the API)."""
+TIMELINE_TAIL = 50
+
+
 class FilterError(ValueError):
     """A queue or dashboard parameter that makes no sense (shown to the user, status 400)."""
 
@@ -292,8 +298,15 @@ def incident_detail(st: SqliteStore, inc: Incident, scope: str | None = None) ->
     else:
         action = ACTIONS.get(inc.category, "review the evidence and decide")
         action_from = "category"
+    by_rule = Counter((a.rule_id, a.title) for a in alerts)
+    shown = alerts if len(alerts) <= TIMELINE_MAX else [
+        *alerts[:TIMELINE_MAX - TIMELINE_TAIL], *alerts[-TIMELINE_TAIL:]]
     return {
-        "alerts": alerts,
+        "alerts": shown,
+        "alert_total": len(alerts),
+        "alerts_hidden": len(alerts) - len(shown),
+        "hidden_after": TIMELINE_MAX - TIMELINE_TAIL,
+        "by_rule": sorted(by_rule.items(), key=lambda kv: (-kv[1], kv[0])),
         "flows": [flow_row(r) for r in flows],
         "events": [event_row(r) for r in events],
         "campaign": camp,

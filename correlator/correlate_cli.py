@@ -26,7 +26,7 @@ from parkwatch.assets import AssetBook
 from parkwatch.config import load_settings
 from parkwatch.durations import parse_duration
 from parkwatch.errors import ConfigError
-from parkwatch.schema import Alert, Incident, Record
+from parkwatch.schema import Alert, FlowRecord, Incident, Record
 from parkwatch.store import results, workflow
 from parkwatch.store.sqlite import SqliteStore
 from parkwatch.topology import load_topology
@@ -74,6 +74,16 @@ class StoreSync:
         """The cited facts still in memory (the store upserts, so resending is harmless)."""
         uids = {u for i in incidents for u in (*i.flow_uids, *i.event_uids)}
         return [self.recent[u] for u in sorted(uids) if u in self.recent]
+
+    def facts(
+        self, records: list[Record], changed: list[Incident], events: str
+    ) -> list[Record]:
+        """Facts to store with this batch: the evidence of changed incidents, and with
+        ``events == "all"`` every event of the batch (the enterprise ``/events`` feed)."""
+        out = self.evidence(changed)
+        if events == "all":
+            out += [r for r in records if not isinstance(r, (Alert, FlowRecord))]
+        return out
 
     def flush(self) -> None:
         self.last = time.monotonic()
@@ -132,6 +142,9 @@ def _feeds(path: str | None, transport: Any) -> Any:
 @click.option("--suppress", type=click.Path(dir_okay=False, exists=True), default=None)
 @click.option("--window", default="30m", show_default=True, help="Incident grouping window.")
 @click.option("--keep", default="24h", show_default=True, help="Alerts kept in memory.")
+@click.option("--store-events", "store_events", type=click.Choice(["evidence", "all"]),
+              default="evidence", show_default=True,
+              help="Store only the events incidents cite, or every event (grows the store).")
 @click.option("--idle-exit", type=float, default=None, help="Stop after SECONDS without input.")
 @click.option("--config", type=click.Path(dir_okay=False), default=None)
 def correlate_command(
@@ -144,6 +157,7 @@ def correlate_command(
     suppress: str | None,
     window: str,
     keep: str,
+    store_events: str,
     idle_exit: float | None,
     config: str | None,
 ) -> None:
@@ -171,7 +185,8 @@ def correlate_command(
     def process(records: list[Record]) -> list[tuple[str, Record]]:
         sync.observe(records, live.corr)
         alerts, changed = live.process(records)
-        store.put([*sync.evidence(changed), *alerts, *changed])  # durable before the commit
+        # durable before the input is committed
+        store.put([*sync.facts(records, changed, store_events), *alerts, *changed])
         if es is not None:
             es.put([*alerts, *changed])
         if feeds is not None:

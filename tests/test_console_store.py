@@ -272,6 +272,12 @@ def test_the_live_correlator_shares_suppressions_assets_and_evidence(tmp_path: P
         )
         cited = sync.evidence([citing])
         assert sorted(r.uid for r in cited) == ["E0000", "F0000"]
+        batch = [*facts, sample_event(7), sample_alert(7)]
+        assert [r.uid for r in sync.facts(batch, [], "evidence")] == []
+        assert [r.uid for r in sync.facts(batch, [], "all")] == ["E0000", "E0007"]
+        assert sorted(r.uid for r in sync.facts(batch, [citing], "all")) == [
+            "E0000", "E0000", "E0007", "F0000",  # evidence and batch events: upserted once
+        ]
         assets = {a["ip"]: a for a in results.assets(st)}
         assert "plc" in assets["10.1.2.10"]["roles"] and "10.1.1.5" in assets
 

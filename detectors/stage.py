@@ -1,9 +1,9 @@
 """The detection stage: facts in, alerts out — the Sigma pack plus the anomaly detectors.
 
 ``DetectionStage.process(record)`` routes a record to the Sigma engine under its log-source
-kind (``flow``, ``arp`` or the event's protocol) and to the anomaly detectors: a trained model
-file (``--model``, verified against its model card) and/or baselines learned from the first
-part of the input (``--learn-for``). Detectors never parse packets: they see records only.
+kind (``flow``, ``arp``, ``weird`` or the event's protocol) and to the anomaly detectors: a
+trained model file (``--model``, verified against its model card) and/or baselines learned from
+the first part of the input (``--learn-for``). Detectors never parse packets: they see records only.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from detectors.anomaly import FlowModel, LearnThenScore, OtBaseline, QuantileThr
 from detectors.anomaly.modelcard import LoadedModel, load_model
 from detectors.sigma.engine import SigmaEngine
 from detectors.sigma.loader import KINDS, load_pack
-from parkwatch.schema import Alert, ArpEvent, FlowRecord, OtEvent, Record
+from parkwatch.schema import Alert, ArpEvent, FlowRecord, OtEvent, Record, Weird
 from parkwatch.topology import Topology
 
 RULES = Path(__file__).resolve().parents[1] / "rules"
@@ -23,13 +23,16 @@ RULES = Path(__file__).resolve().parents[1] / "rules"
 
 
 def kind_of(rec: Record) -> str | None:
-    """Log-source category of a record, None for records no detector reads (weirds)."""
+    """Log-source category of a record (``weird`` for weirds), None for records no detector
+    reads (alerts, incidents, events of protocols without a category)."""
     if isinstance(rec, FlowRecord):
         return "flow"
     if isinstance(rec, ArpEvent):
         return "arp"
     if isinstance(rec, OtEvent) and rec.protocol in KINDS:
         return rec.protocol
+    if isinstance(rec, Weird):
+        return "weird"
     return None
 
 

@@ -103,6 +103,13 @@ EVENT: dict[str, str] = {
 }
 """OtEvent fields (attrs keys not listed map to ``ics.attrs.<key>``)."""
 
+WEIRD: dict[str, str] = {
+    **COMMON,
+    "protocol": "network.protocol",
+    "flow_uid": "flow.id",
+}
+"""Weird fields (the flow context of a decoder's weird, named as in events)."""
+
 ALERT: dict[str, str] = {
     "uid": "event.id",
     "ts": "@timestamp",
@@ -146,6 +153,7 @@ INCIDENT: dict[str, str] = {
 BY_SCHEMA: dict[str, dict[str, str]] = {
     "parkwatch.flow": FLOW,
     "parkwatch.ot_event": EVENT,
+    "parkwatch.weird": WEIRD,
     "parkwatch.alert": ALERT,
     "parkwatch.incident": INCIDENT,
 }

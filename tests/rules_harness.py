@@ -1,5 +1,6 @@
-"""The rule-test harness: replay a capture through the whole detection input (flows, ARP and
-protocol events, decoders on) and check that a rule fires on one capture and not on another.
+"""The rule-test harness: replay a capture through the whole detection input (flows, ARP,
+protocol events and weirds, decoders on) and check that a rule fires on one capture and not on
+another.
 
 Used by tests/test_sigma_rules_{it,ot,app}.py. A capture spec is a generated scenario name
 (``replay_pcaps/<name>.pcap``), ``shared:<path>`` (skipped when ../shared is absent) or a
@@ -22,7 +23,7 @@ from scapy.utils import rdpcap, wrpcap
 from collectors.pipeline import FlowPipeline
 from detectors.sigma import SigmaEngine, load_pack
 from parkwatch.config import load_settings
-from parkwatch.schema import Alert, ArpEvent, FlowRecord, OtEvent
+from parkwatch.schema import Alert, ArpEvent, FlowRecord, OtEvent, Weird
 from parkwatch.topology import Topology, load_topology
 from tests.helpers import SHARED
 
@@ -33,7 +34,8 @@ PARK = load_topology(REPLAY / "park.yaml")
 
 
 def replay(path: Path, topology: Topology | None) -> list[Alert]:
-    """Flows, ARP and protocol events of a capture through the engine (decoders on), then flush."""
+    """Flows, ARP, protocol events and weirds of a capture through the engine (decoders on),
+    then flush."""
     topo = topology or load_topology(None)
     engine = SigmaEngine(PACK, topo)
     pipe = FlowPipeline(load_settings(None), topo, "test", apps="all")
@@ -44,6 +46,8 @@ def replay(path: Path, topology: Topology | None) -> list[Alert]:
             alerts.extend(engine.process("arp", rec.to_dict()))
         elif isinstance(rec, OtEvent):
             alerts.extend(engine.process(rec.protocol, rec.to_dict()))
+        elif isinstance(rec, Weird):
+            alerts.extend(engine.process("weird", rec.to_dict()))
 
     def flows(cols: Any) -> None:
         for rec in cols.records():

@@ -172,6 +172,25 @@ def test_garbage_becomes_a_counted_weird_not_an_exception(tmp_path):
     assert res.weirds and all(w.layer == "modbus" for w in res.weirds)
     assert res.weirds[0].frame == 4
     assert any(e.address == 0 and e.direction == "request" for e in res.events)
+    w, ev = res.weirds[0], res.events[0]
+    assert (w.src_ip, w.src_port, w.dst_ip, w.dst_port, w.protocol) == (C, 40000, S, 502, "modbus")
+    assert (w.community_id, w.flow_uid) == (ev.community_id, ev.flow_uid)
+    assert w.flow_uid is not None and w.src_enterprise == w.dst_enterprise == "default"
+
+
+def test_content_gap_found_by_an_ack_names_the_side_that_sent_the_missing_bytes(tmp_path):
+    c = Conv()
+    c.handshake()
+    c.pkt(True, "PA", read_req(1))
+    c.pkt(False, "PA", read_resp(1))
+    c.pkt(True, "PA", read_req(2))
+    c.pkts.pop()  # the capture missed the client's second request
+    c.pkt(True, "PA", read_req(3))
+    c.pkt(False, "PA", read_resp(3))  # its ACK covers both requests: the hole never fills
+    res = decode_capture(c.write(tmp_path))
+    gaps = [w for w in res.weirds if w.name == "tcp_content_gap"]
+    assert gaps and gaps[0].frame == 7  # stamped with the server's packet
+    assert (gaps[0].src_ip, gaps[0].src_port, gaps[0].dst_ip) == (C, 40000, S)
 
 
 def test_protocol_on_a_non_standard_port_is_recognised_by_content(tmp_path):

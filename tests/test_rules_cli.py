@@ -131,8 +131,12 @@ def test_pipeline_file_is_generated_from_ecs_table() -> None:
     for field, name in ecs.EVENT.items():
         assert m["event"][field] == name
     assert m["event"]["src_zone_kind"] == ecs.ecs_name("parkwatch.ot_event", "src_zone_kind")
+    for field, name in ecs.WEIRD.items():
+        if field in m["weird"]:
+            assert m["weird"][field] == name
+    assert m["weird"]["src_ip"] == m["event"]["src_ip"] == "source.ip"
     used = {k.split("|")[0] for d in _docs() for k in _detection_fields(d)}
-    assert used <= set(m["flow"]) | set(m["arp"]) | set(m["event"])
+    assert used <= set(m["flow"]) | set(m["arp"]) | set(m["event"]) | set(m["weird"])
 
 
 def _detection_fields(doc: dict) -> list[str]:

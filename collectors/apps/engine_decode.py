@@ -63,7 +63,9 @@ class EngineDecode:
                 whole, chunks = peer.acked(ack)
                 if not whole:
                     self.stats.gaps += 1
-                    self._weird(pk, st, "tcp_content_gap", "bytes acknowledged but not captured")
+                    self._weird(
+                        pk, st, "tcp_content_gap", "bytes acknowledged but not captured", True
+                    )
                     self._deliver(st, peer, not a_to_b, chunks)
         if not data or stream.dead:
             return
@@ -181,15 +183,24 @@ class EngineDecode:
         by = self.stats.by_protocol
         by[name] = by.get(name, 0) + 1
 
-    def _weird(self, pk: Pkt, st: AppFlow, name: str, detail: str) -> None:
+    def _weird(
+        self, pk: Pkt, st: AppFlow, name: str, detail: str, from_dst: bool = False
+    ) -> None:
+        """A weird stamped with packet ``pk`` and the flow's context; its sender is the side
+        that sent the bad (or missing) data: ``pk``'s sender, its receiver with ``from_dst``."""
         self.stats.weird += 1
         self._wpos.append(self._at)
-        layer = st.decoder.name if st.decoder is not None else "app"
+        proto = st.decoder.name if st.decoder is not None else None
+        (src, s_ep), sport, (dst, d_ep), dport = pk.src, pk.sport, pk.dst, pk.dport
+        if from_dst:
+            (src, s_ep), sport, (dst, d_ep), dport = pk.dst, pk.dport, pk.src, pk.sport
         self.weirds.append(
             Weird(
-                pk.ts, name, layer, f"{detail} (flow {st.uid})", self.file, pk.frame, self.vantage
+                pk.ts, name, proto or "app", f"{detail} (flow {st.uid})", self.file, pk.frame,
+                self.vantage, src, sport, dst, dport, proto, st.cid, st.uid, s_ep.enterprise,
+                d_ep.enterprise,
             )
-        )
+        )  # fmt: skip
 
     def ends(self, st: AppFlow, d: Decoded, i: int, a_to_b: bool) -> tuple[Any, Any]:
         """The flow's (A, B) endpoints (address text, topology Endpoint), from packet ``i``."""

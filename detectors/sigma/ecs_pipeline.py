@@ -5,6 +5,8 @@ Elasticsearch documents.
 - category ``flow``: every FlowRecord field, the enrichment fields and the ``FLOW`` table are
   renamed with ``ecs_name("parkwatch.flow", field)``; index ``parkwatch-flows``;
 - ``arp``: ArpEvent fields with ``ecs_name("parkwatch.arp", field)``; index ``parkwatch-events``;
+- ``weird``: Weird fields and the enrichment fields with ``ecs_name("parkwatch.weird", field)``
+  (the ``WEIRD`` table: flow context named as in events); index ``parkwatch-events``;
 - every protocol category: OtEvent fields, the enrichment fields and the ``EVENT`` table with
   ``ecs_name("parkwatch.ot_event", field)``; index ``parkwatch-events``. Attribute keys not
   listed keep their name in the query (``ecs_name`` files them under ``ics.attrs.<key>``;
@@ -25,11 +27,11 @@ import yaml
 from detectors.enrich import FIELDS as ENRICH_FIELDS
 from detectors.sigma.loader import KINDS
 from parkwatch import ecs
-from parkwatch.schema import ArpEvent, FlowRecord, OtEvent
+from parkwatch.schema import ArpEvent, FlowRecord, OtEvent, Weird
 
 PATH = Path(__file__).resolve().parents[2] / "rules" / "pipelines" / "parkwatch_ecs.yml"
 FLOW_INDEX, EVENT_INDEX = "parkwatch-flows", "parkwatch-events"
-EVENT_KINDS = [k for k in KINDS if k not in ("flow", "arp")]
+EVENT_KINDS = [k for k in KINDS if k not in ("flow", "arp", "weird")]
 
 
 def _names(cls: type) -> list[str]:
@@ -37,10 +39,11 @@ def _names(cls: type) -> list[str]:
 
 
 def mappings() -> dict[str, dict[str, str]]:
-    """Field renames per group: ``flow``, ``arp``, ``event`` (only names that change)."""
+    """Field renames per group: ``flow``, ``arp``, ``weird``, ``event``."""
     groups = {
         "flow": ("parkwatch.flow", [*_names(FlowRecord), *ENRICH_FIELDS, *ecs.FLOW]),
         "arp": ("parkwatch.arp", _names(ArpEvent)),
+        "weird": ("parkwatch.weird", [*_names(Weird), *ENRICH_FIELDS]),
         "event": ("parkwatch.ot_event", [*_names(OtEvent), *ENRICH_FIELDS, *ecs.EVENT]),
     }
     out: dict[str, dict[str, str]] = {}
@@ -60,6 +63,7 @@ def pipeline() -> dict[str, Any]:
     for group, kinds, index in (
         ("flow", ["flow"], FLOW_INDEX),
         ("arp", ["arp"], EVENT_INDEX),
+        ("weird", ["weird"], EVENT_INDEX),
         ("event", EVENT_KINDS, EVENT_INDEX),
     ):
         items.append(

@@ -53,6 +53,7 @@ KINDS = (
     "opcua",
     "bacnet",
     "mqtt",
+    "weird",
 )
 """Log-source categories (record kinds) of product ``parkwatch``."""
 

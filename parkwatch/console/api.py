@@ -187,6 +187,6 @@ def alerts(st: Store, enterprise: Enterprise, q: FeedQuery) -> dict[str, Any]:
             summary="OT and network events involving the token's enterprise")
 def events(st: Store, enterprise: Enterprise, q: FeedQuery) -> dict[str, Any]:
     """Events (`parkwatch.ot_event/2` commands with function names and values,
-    `parkwatch.arp/1`, `parkwatch.weird/1`) involving this enterprise, in the order they were
+    `parkwatch.arp/1`, `parkwatch.weird/2`) involving this enterprise, in the order they were
     stored."""
     return _page(results.event_page, st, enterprise, q)

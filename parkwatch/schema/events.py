@@ -1,4 +1,4 @@
-"""Events: facts below and beside flows (schemas ``parkwatch.weird/1``, ``parkwatch.arp/1``,
+"""Events: facts below and beside flows (schemas ``parkwatch.weird/2``, ``parkwatch.arp/1``,
 ``parkwatch.ot_event/2``).
 
 Collectors emit these; they state what was seen, never whether it is bad.
@@ -14,10 +14,15 @@ from parkwatch.schema.base import Record, doc
 
 @dataclass(slots=True)
 class Weird(Record):
-    """Something that could not be decoded as the standards say (Zeek's weird.log is the model)."""
+    """Something that could not be decoded as the standards say (Zeek's weird.log is the model).
+
+    Schema 2 adds the flow context of a protocol decoder's weird (who sent the bytes that do
+    not parse, to whom, over which flow), so rules can name the sender; packet-level weirds
+    (truncated headers, capture problems, transport) leave those fields None.
+    """
 
     SCHEMA = "parkwatch.weird"
-    VERSION = 1
+    VERSION = 2
 
     ts: int = doc("Capture time of the packet (ns since epoch; RFC 3339 in JSON).", ts=True)
     name: str = doc("Short snake_case reason, e.g. 'truncated_ipv4_header', 'bad_tcp_data_offset'.")
@@ -32,6 +37,21 @@ class Weird(Record):
         "1-based packet number in that capture, as Wireshark counts.", default=None
     )
     vantage: str | None = doc("Vantage point id.", default=None)
+    src_ip: str | None = doc(
+        "Sender of the data that did not decode (protocol weirds; None for packet-level ones).",
+        default=None,
+    )
+    src_port: int | None = doc("Sender port.", default=None)
+    dst_ip: str | None = doc("Receiver of that data.", default=None)
+    dst_port: int | None = doc("Receiver port.", default=None)
+    protocol: str | None = doc(
+        "Decoder of the flow (modbus, dnp3, s7comm, …); None before a decoder was chosen.",
+        default=None,
+    )
+    community_id: str | None = doc("Community ID v1 of the flow.", default=None)
+    flow_uid: str | None = doc("uid of the FlowRecord of the flow.", default=None)
+    src_enterprise: str | None = doc("Enterprise of the sender (park topology).", default=None)
+    dst_enterprise: str | None = doc("Enterprise of the receiver.", default=None)
 
 
 @dataclass(slots=True)

@@ -18,10 +18,13 @@ from scapy.packet import Packet
 from tests.helpers import SHARED, Session
 from tests.rules_harness import (
     PACK,
+    PARK,
+    REPLAY,
     check_case,
     moved,
     outputs,
     replay,
+    rule_id,
     without,
 )
 
@@ -325,6 +328,13 @@ CASES: list[tuple[str, Any, Any, str]] = [
         without("bacnet_rogue_commands", "10.1.1.66"),
         "park",
     ),
+    ("pw_ot_malformed_frames", "modbus_malformed_frames", "modbus_benign_polling", "park"),
+    (  # QuickDraw: four bad MBAP frames in 44 s; the IEC 104 sample: 16 bad APCI in 10 minutes
+        "pw_ot_malformed_frames",
+        "shared:iti_ics_security_tools/quickdraw/modbus_test_data_part1.pcap",
+        "shared:iti_ics_security_tools/iec104_benign/TestDissectIec104.pcap",
+        "default",
+    ),
 ]
 
 
@@ -353,3 +363,16 @@ def test_new_master_rule_names_the_rogue_not_the_master() -> None:
     alerts = [a for a in replay(path, None) if a.category == "ot_unauthorized_write"]
     assert {a.attackers for a in alerts} == {("192.168.1.101",)}
     assert {t for a in alerts for t in a.targets} == {"192.168.1.102"}
+
+
+def test_malformed_frames_rule_names_the_sender_and_the_device() -> None:
+    """The weirds carry the flow: the rogue host is the attacker, PLC 2 the target."""
+    alerts = [
+        a
+        for a in replay(REPLAY / "modbus_malformed_frames.pcap", PARK)
+        if a.rule_id == rule_id("pw_ot_malformed_frames")
+    ]
+    assert len(alerts) == 1
+    a = alerts[0]
+    assert (a.attackers, a.targets, a.category) == (("10.1.1.77",), ("10.1.2.11",), "dos")
+    assert a.flow_uids and a.evidence["count"] == 4 and a.enterprises == ("ent-a",)

@@ -15,9 +15,14 @@ park's conduits, but it is no HMI and has no business writing or commanding):
   gateway): units 1 and 2 answer, most others exception 0x0B, some nothing at all.
 - ``modbus_exception_storm.pcap``: a flood of reads with illegal addresses and quantities at
   PLC 1, every one answered with exception 2 or 3.
+- ``modbus_malformed_frames.pcap``: frames that are not Modbus/TCP at PLC 2 (an MBAP length far
+  beyond 254 in 451-byte segments, then a non-zero protocol id), the QuickDraw "illegal packet
+  size, possible DoS" pattern; the PLC only acknowledges them at TCP level.
 
 Every Modbus PDU the generator writes is recorded with the tshark fields it must dissect to
-(``Capture.marks``), so tests compare tshark's dissection against the generator's intent.
+(``Capture.marks``), so tests compare tshark's dissection against the generator's intent. The
+malformed frames are not PDUs: that capture is in :data:`MALFORMED`, not in :data:`CAPTURES`
+(tshark dissects none of its frames as Modbus, only the HMI's polls).
 """
 
 from __future__ import annotations
@@ -305,6 +310,50 @@ def exception_storm() -> Capture:
     )
 
 
+def bad_size_frame(tid: int) -> bytes:
+    """451 bytes under an MBAP header claiming 0x8804 bytes (the limit is 254)."""
+    return (tid.to_bytes(2, "big") + b"\0\0\x88\x04\x05\x07\x08\x09\x10\x00" * 46)[:451]
+
+
+def bad_protocol_frame(tid: int) -> bytes:
+    """A read holding registers PDU under an MBAP header with protocol id 16 (must be 0)."""
+    return tid.to_bytes(2, "big") + b"\x00\x10\x00\x06\x0a" + read_holding(1, 3)
+
+
+def malformed_frames() -> Capture:
+    cap, t0 = Capture(), 1_763_715_000.0
+    poll(cap, t0, 60)
+    conv = Conversation(cap.packets, ROGUE, PLC2, 52402, PORT)
+    t = conv.open(t0 + 20)
+    frames = [bad_size_frame(1), bad_size_frame(2), bad_size_frame(3)]
+    frames += [bad_protocol_frame(4), bad_protocol_frame(5), bad_protocol_frame(6)]
+    tk = t
+    for k, frame in enumerate(frames):
+        tk = t + 1.0 + 2.5 * k
+        conv.send(tk, True, "PA", frame)
+        conv.send(tk + 0.18, False, "A")
+    end = tk + 0.2
+    conv.close(end + 1.0)
+    return finish(
+        cap,
+        "Malformed Modbus/TCP frames from a rogue host to PLC 2 (oversized MBAP length, wrong "
+        "protocol id) during normal HMI polling.",
+        [
+            attack(
+                "modbus-malformed-frames",
+                "dos",
+                ["T0814"],
+                (t + 0.999, end),
+                [PLC2],
+                "unknown",
+            )
+        ],
+        "10.1.1.77 sends three 451-byte segments whose MBAP header claims 0x8804 bytes, then "
+        "three read requests with MBAP protocol id 16, one every 2.5 s; PLC 2 acknowledges them "
+        "at TCP level and answers none. The HMI's polling continues around it.",
+    )
+
+
 CAPTURES: dict[str, Callable[[], Capture]] = {
     "modbus_benign_polling.pcap": benign_polling,
     "modbus_unauthorized_write.pcap": unauthorized_write,
@@ -314,5 +363,10 @@ CAPTURES: dict[str, Callable[[], Capture]] = {
 }
 """Capture name -> builder with the recorded Modbus PDUs (for the tests)."""
 
+MALFORMED: dict[str, Callable[[], Capture]] = {
+    "modbus_malformed_frames.pcap": malformed_frames,
+}
+"""Capture name -> builder of captures whose attack frames are deliberately not Modbus/TCP."""
 
-SCENARIOS = craft.scenarios(CAPTURES)
+
+SCENARIOS = craft.scenarios({**CAPTURES, **MALFORMED})

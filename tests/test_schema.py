@@ -124,3 +124,18 @@ def test_parse_ts_accepts_offsets_and_refuses_garbage():
     for bad in ("yesterday", "2025-13-01T00:00:00Z", "2025-11-21T04:40:00.1234567890Z"):
         with pytest.raises(SchemaError):
             parse_ts(bad)
+
+
+def test_a_stored_weird_of_schema_1_reads_as_schema_2_without_flow_context():
+    from parkwatch.schema import Weird
+
+    old = (b'{"schema":"parkwatch.weird/1","ts":"2025-11-21T07:43:40.001000Z",'
+           b'"name":"bad_mbap_length","layer":"modbus","detail":"length 0 < 2","file":"x.pcap",'
+           b'"frame":7,"vantage":"park-gw"}')
+    w = Weird.from_json(old)
+    assert (w.name, w.frame, w.src_ip, w.flow_uid) == ("bad_mbap_length", 7, None, None)
+    assert orjson.loads(w.to_json())["schema"] == "parkwatch.weird/2"
+    with pytest.raises(SchemaError, match="unknown fields"):  # a /1 record has no flow context
+        Weird.from_json(old[:-1] + b',"surprise":1}')
+    with pytest.raises(SchemaError, match="expected"):
+        Weird.from_json(old.replace(b"weird/1", b"weird/0"))

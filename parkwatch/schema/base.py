@@ -101,6 +101,8 @@ class Record:
 
     SCHEMA: ClassVar[str]
     VERSION: ClassVar[int]
+    READS: ClassVar[tuple[int, ...]] = ()
+    """Older major versions whose records read as this one (fields added since are optional)."""
     _TS_FIELDS: ClassVar[frozenset[str]]
     _FIELDS: ClassVar[tuple[str, ...]]
 
@@ -137,7 +139,9 @@ class Record:
         data = dict(data)
         sid = data.pop("schema", cls.schema_id())
         name, _, version = str(sid).partition("/")
-        if name != cls.SCHEMA or version != str(cls.VERSION):
+        if name != cls.SCHEMA or (
+            version != str(cls.VERSION) and version not in {str(v) for v in cls.READS}
+        ):
             raise SchemaError(f"record is {sid!r}, expected {cls.schema_id()!r}")
         unknown = set(data) - set(cls._FIELDS)
         if unknown:

@@ -23,6 +23,7 @@ class Weird(Record):
 
     SCHEMA = "parkwatch.weird"
     VERSION = 2
+    READS = (1,)  # a stored weird/1 is a weird/2 without flow context
 
     ts: int = doc("Capture time of the packet (ns since epoch; RFC 3339 in JSON).", ts=True)
     name: str = doc("Short snake_case reason, e.g. 'truncated_ipv4_header', 'bad_tcp_data_offset'.")

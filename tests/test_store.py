@@ -9,7 +9,7 @@ import pytest
 
 from parkwatch.errors import StoreError
 from parkwatch.schema import Alert, ArpEvent, FlowRecord, Incident, OtEvent, Weird
-from parkwatch.store import STORES, SqliteStore, open_store
+from parkwatch.store import STORES, SqliteStore, open_store, workflow
 from parkwatch.store.migrations import MIGRATIONS, migrate, version
 from tests.servers_es import es_url  # noqa: F401
 
@@ -129,26 +129,26 @@ def test_acknowledge_and_resolve_and_keep_workflow_on_resend(
     db: SqliteStore, tmp_path: Path
 ) -> None:
     db.put([sample_incident()])
-    acked = db.acknowledge("inc-1", T0 + 60 * S)
+    acked = workflow.acknowledge(db, "inc-1", "op", T0 + 60 * S)
     assert (acked.status, acked.acknowledged_at) == ("acknowledged", T0 + 60 * S)
     assert db.incidents(status="open") == []
     db.put([sample_incident()])  # the correlator re-sends it as open: stays acknowledged
     assert db.incident("inc-1") == acked
     with pytest.raises(StoreError, match="is acknowledged"):
-        db.acknowledge("inc-1", T0 + 61 * S)
-    done = db.resolve("inc-1", T0 + 600 * S)
+        workflow.acknowledge(db, "inc-1", "op", T0 + 61 * S)
+    done = workflow.resolve(db, "inc-1", "op", T0 + 600 * S)
     assert (done.status, done.acknowledged_at, done.resolved_at) == (
         "resolved", T0 + 60 * S, T0 + 600 * S)
     db.close()
     again = SqliteStore.open(tmp_path / "pw.db")
     assert again.incident("inc-1") == done
     with pytest.raises(StoreError, match="no incident"):
-        again.resolve("inc-404", T0)
+        workflow.resolve(again, "inc-404", "op", T0)
     with pytest.raises(StoreError, match="resolved; cannot mark it resolved"):
-        again.resolve("inc-1", T0 + 700 * S)
+        workflow.resolve(again, "inc-1", "op", T0 + 700 * S)
     again.put([sample_incident("inc-2")])
     with pytest.raises(StoreError, match="before its first alert"):
-        again.acknowledge("inc-2", T0 - S)
+        workflow.acknowledge(again, "inc-2", "op", T0 - S)
 
 
 def test_indicators(db: SqliteStore) -> None:
@@ -159,8 +159,8 @@ def test_indicators(db: SqliteStore) -> None:
         sample_incident("inc-4", ("ent-b",), defended=True),
         sample_alert(0), sample_alert(1),
     ])
-    db.acknowledge("inc-1", T0 + 30 * S)
-    db.resolve("inc-2", T0 + 90 * S)
+    workflow.acknowledge(db, "inc-1", "op", T0 + 30 * S)
+    workflow.resolve(db, "inc-2", "op", T0 + 90 * S)
     got = db.indicators(enterprise="ent-a")
     assert got["incidents"] == 3 and got["alerts"] == 2
     assert (got["defended"], got["succeeded"], got["undecided"]) == (1, 1, 1)

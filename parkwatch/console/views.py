@@ -26,7 +26,7 @@ from parkwatch.schema import (
     parse_ts,
 )
 from parkwatch.store import results, workflow
-from parkwatch.store.sqlite import SqliteStore
+from parkwatch.store.sqlite import SqliteStore, record_enterprises
 
 STATUSES = ("open", "acknowledged", "resolved", "false_positive")
 """Incident statuses of the operator workflow."""
@@ -268,10 +268,7 @@ def flow_row(rec: Record) -> dict[str, Any]:
 
 
 def _involves(rec: Any, scope: str) -> bool:
-    """Whether a stored record involves enterprise ``scope`` (as the store links it)."""
-    ents = set(getattr(rec, "enterprises", ()) or ())
-    ents |= {getattr(rec, n, None) for n in ("src_enterprise", "dst_enterprise")}
-    return scope in ents
+    return scope in record_enterprises(rec)
 
 
 def incident_detail(st: SqliteStore, inc: Incident, scope: str | None = None) -> dict[str, Any]:

@@ -26,9 +26,16 @@ from parkwatch.transport.base import record_id
 R = TypeVar("R", bound=Record)
 _BY_SCHEMA = {t.SCHEMA: t for t in RECORD_TYPES}
 _WORKFLOW = ("status", "acknowledged_at", "resolved_at")
+ACTIVE = ("open", "acknowledged")
+"""Statuses from which an incident can still be resolved or marked false positive."""
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "acknowledged": ("open",), "resolved": ACTIVE, "false_positive": ACTIVE,
+}
+"""Operator workflow: target status -> the statuses it may be reached from."""
 
 
-def _enterprises(rec: Record) -> set[str]:
+def record_enterprises(rec: object) -> set[str]:
+    """Enterprises a record involves: its ``enterprises`` and either side's enterprise."""
     ents = set(getattr(rec, "enterprises", ()) or ())
     for name in ("src_enterprise", "dst_enterprise"):
         value = getattr(rec, name, None)
@@ -140,7 +147,7 @@ class SqliteStore:
             raise StoreError(f"the store has no table for {type(rec).schema_id()} records")
         row["record"] = rec.to_json()
         self._upsert(kind, "uid", row)
-        self._link(kind, rid, _enterprises(rec))
+        self._link(kind, rid, record_enterprises(rec))
 
     def _put_incident(self, inc: Incident) -> None:
         old = self.conn.execute(
@@ -165,19 +172,9 @@ class SqliteStore:
             "INSERT OR IGNORE INTO incident_alerts (incident_id, alert_uid) VALUES (?, ?)",
             [(inc.id, uid) for uid in inc.alert_uids],
         )
-        self._link("incidents", inc.id, _enterprises(inc))
+        self._link("incidents", inc.id, record_enterprises(inc))
 
     # operator workflow ----------------------------------------------------------------------
-
-    def acknowledge(self, incident_id: str, at_ns: int) -> Incident:
-        """Mark an open incident acknowledged at ``at_ns``; returns the updated incident."""
-        with self.transaction():
-            return self._transition(incident_id, at_ns, "acknowledged", ("open",))
-
-    def resolve(self, incident_id: str, at_ns: int) -> Incident:
-        """Mark an open or acknowledged incident resolved at ``at_ns``."""
-        with self.transaction():
-            return self._transition(incident_id, at_ns, "resolved", ("open", "acknowledged"))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -190,11 +187,13 @@ class SqliteStore:
             raise
         self.conn.execute("COMMIT")
 
-    def _transition(self, iid: str, at_ns: int, to: str, allowed: tuple[str, ...]) -> Incident:
+    def transition(self, iid: str, at_ns: int, to: str) -> Incident:
+        """Move incident ``iid`` to status ``to`` at ``at_ns`` (a move of ``TRANSITIONS``), in
+        the caller's transaction; the audited steps are :mod:`parkwatch.store.workflow`."""
         inc = self.incident(iid)
         if inc is None:
             raise StoreError(f"no incident {iid!r} in the store", file=self.path)
-        if inc.status not in allowed:
+        if inc.status not in TRANSITIONS[to]:
             raise StoreError(
                 f"incident {iid!r} is {inc.status}; cannot mark it {to}", field="status"
             )

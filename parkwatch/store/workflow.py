@@ -17,10 +17,7 @@ import orjson
 
 from parkwatch.errors import StoreError
 from parkwatch.schema import Incident
-from parkwatch.store.sqlite import SqliteStore
-
-ACTIVE = ("open", "acknowledged")
-"""Statuses from which an incident can still be resolved or marked false positive."""
+from parkwatch.store.sqlite import ACTIVE, SqliteStore
 
 
 @dataclass(frozen=True)
@@ -79,7 +76,7 @@ def _now(at_ns: int | None) -> int:
 
 def acknowledge(st: SqliteStore, iid: str, actor: str, at_ns: int | None = None) -> Incident:
     with st.transaction():
-        inc = st._transition(iid, _now(at_ns), "acknowledged", ("open",))
+        inc = st.transition(iid, _now(at_ns), "acknowledged")
         audit(st, actor, "acknowledge", iid)
     return inc
 
@@ -88,7 +85,7 @@ def resolve(
     st: SqliteStore, iid: str, actor: str, at_ns: int | None = None, note: str = ""
 ) -> Incident:
     with st.transaction():
-        inc = st._transition(iid, _now(at_ns), "resolved", ACTIVE)
+        inc = st.transition(iid, _now(at_ns), "resolved")
         if note:
             _comment(st, iid, actor, note)
         audit(st, actor, "resolve", iid, note=note)
@@ -158,7 +155,7 @@ def false_positive(
     rules = suppression_rules_for(inc, f"false positive ({actor}): {reason.strip()}")
     now = time.time_ns()
     with st.transaction() as c:
-        inc = st._transition(iid, _now(at_ns), "false_positive", ACTIVE)
+        inc = st.transition(iid, _now(at_ns), "false_positive")
         for rule in rules:
             key = orjson.dumps({**rule, "reason": None}, option=orjson.OPT_SORT_KEYS)
             sid = "sup-" + hashlib.sha1(key).hexdigest()[:12]

@@ -62,16 +62,11 @@ class Login:
     csrf: str
 
 
-def optional_login(request: Request, st: Store) -> Login | None:
-    found = accounts.session(st, request.cookies.get(SESSION_COOKIE))
-    return None if found is None else Login(*found)
-
-
 def login(request: Request, st: Store) -> Login:
-    found = optional_login(request, st)
+    found = accounts.session(st, request.cookies.get(SESSION_COOKIE))
     if found is None:
         raise LoginRequired()
-    return found
+    return Login(*found)
 
 
 CurrentLogin = Annotated[Login, Depends(login)]

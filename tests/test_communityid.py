@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 import communityid
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -45,3 +46,32 @@ def test_icmpv6_types_and_codes(addrs, typ, code):
 def test_spec_example():
     src, dst = ipaddress.ip_address("128.232.110.120"), ipaddress.ip_address("66.35.250.204")
     assert community_id(src.packed, dst.packed, 6, 34855, 80) == "1:LQU9qZlK+B5F3KDmev6m5PMibrg="
+
+
+def test_packet_batch_form_matches_the_reference_both_ways():
+    """The app engine's batch form over decoded real packets: both directions of IPv4 and
+    IPv6 TCP/UDP flows, equal addresses ordered by port, give the reference package's ID."""
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+
+    from collectors.communityid import packet_community_ids
+    from collectors.decode import decode
+    from tests.test_decode import raw_batch
+
+    cases = [
+        (IP, "10.0.0.9", "10.0.0.1", TCP, 40000, 502),
+        (IP, "192.168.1.1", "192.168.1.1", UDP, 5000, 53),
+        (IP, "192.168.1.1", "192.168.1.1", TCP, 53, 5000),
+        (IPv6, "2001:db8::ff", "2001:db8::1", TCP, 443, 51000),
+        (IPv6, "fe80::1", "2001:db8::1", UDP, 47808, 47808),
+    ]
+    frames, refs = [], []
+    for ip, a, b, l4, pa, pb in cases:
+        make = communityid.FlowTuple.make_tcp if l4 is TCP else communityid.FlowTuple.make_udp
+        for (s, sp), (t, tp) in (((a, pa), (b, pb)), ((b, pb), (a, pa))):
+            frames.append(bytes(Ether() / ip(src=s, dst=t) / l4(sport=sp, dport=tp)))
+            refs.append(REF.calc(make(s, t, sp, tp)))
+    d = decode(raw_batch(frames))
+    assert packet_community_ids(d, np.arange(len(frames))) == refs
+    assert refs[0] == refs[1] and refs[0] != refs[2]

@@ -44,14 +44,13 @@ from collectors.apps.engine_state import (
     EventsOut,
     Pkt,
     _be32,
-    _packed,
     _port_table,
 )
 from collectors.apps.engine_state import MAX_ERRORS as MAX_ERRORS
 from collectors.apps.engine_state import MAX_PENDING as MAX_PENDING
 from collectors.apps.fast import FastPath
 from collectors.apps.fast.core import Cand, FastResult
-from collectors.communityid import community_id
+from collectors.communityid import packet_community_ids
 from collectors.decode import FRAG_LATER, KIND_IP, Decoded
 from parkwatch.schema import Weird
 from parkwatch.topology import Topology
@@ -207,6 +206,7 @@ class AppEngine(EngineDecode):
         )
         mv = memoryview(raw.buf)
         flows = self.flows
+        cids = self._new_cids(d, c.uid[todo], i_)
         first = raw.first_frame
         fast = self.fast if lead else None
         seen: set[int] = set()
@@ -234,7 +234,7 @@ class AppEngine(EngineDecode):
                         continue
                     seen.add(uid)
             else:
-                st = self._new_flow(d, i, uid, a_to_b, bool(is_t))
+                st = self._new_flow(d, i, uid, a_to_b, bool(is_t), cids[uid])
                 seen.add(uid)
             if (  # FIN/RST without payload: nothing to do unless its ACK closes a hole
                 is_t
@@ -263,15 +263,29 @@ class AppEngine(EngineDecode):
 
     def _probing(self, uids: np.ndarray, unbound: np.ndarray) -> np.ndarray:
         """Mask of unbound packets still worth probing (flow unknown or still probing)."""
-        uu = np.unique(uids[unbound])
+        at = np.flatnonzero(unbound)
+        uu = np.unique(uids[at])
         flows = self.flows
         keep = [u for u in uu.tolist() if u not in flows or flows[u] is not None]
-        if not keep:
-            return np.zeros(len(uids), dtype=bool)
-        return np.isin(uids, np.array(keep, dtype=np.uint64))
+        out = np.zeros(len(uids), dtype=bool)
+        if len(keep) == len(uu):
+            out[at] = True
+        elif keep:
+            out[at] = np.isin(uids[at], np.array(keep, dtype=np.uint64))
+        return out
 
     # -- flow state ---------------------------------------------------------------------------
-    def _new_flow(self, d: Decoded, i: int, uid: int, a_to_b: bool, tcp: bool) -> AppFlow:
+    def _new_cids(self, d: Decoded, uids: np.ndarray, idx: np.ndarray) -> dict[int, str]:
+        """Community IDs of the flows among ``uids`` (packets ``idx`` of ``d``) that have no
+        state yet, computed in one batch."""
+        uu, at = np.unique(uids, return_index=True)
+        flows = self.flows
+        new = [k for k, u in enumerate(uu.tolist()) if u not in flows]
+        if not new:
+            return {}
+        return dict(zip(uu[new].tolist(), packet_community_ids(d, idx[at[new]]), strict=True))
+
+    def _new_flow(self, d: Decoded, i: int, uid: int, a_to_b: bool, tcp: bool, cid: str) -> AppFlow:
         """State for a new flow: who the client is, and the decoder of the server's port.
 
         The client is the SYN sender when the handshake was seen; otherwise the side whose
@@ -279,7 +293,6 @@ class AppEngine(EngineDecode):
         client's own (ephemeral) port never chooses the decoder.
         """
         sp, dp = int(d.sport[i]) & 0xFFFF, int(d.dport[i]) & 0xFFFF
-        cid = community_id(_packed(d, i, "src"), _packed(d, i, "dst"), int(d.proto[i]), sp, dp)
         flow = AppFlow(None, None, cid, f"C{uid:016x}")
         row = 0 if tcp else 1
         client: bool | None = None  # True: this packet's sender is the client

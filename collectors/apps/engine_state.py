@@ -17,7 +17,6 @@ import numpy as np
 from collectors.apps import APP_DECODERS
 from collectors.apps.base import AppDecoder
 from collectors.apps.streams import Stream
-from collectors.decode import Decoded
 from parkwatch.schema import OtEvent, Weird
 from parkwatch.schema.columns import Columns
 
@@ -91,11 +90,3 @@ def _be32(u8: np.ndarray, at: np.ndarray) -> np.ndarray:
         | (u8[at + 2].astype(np.int64) << 8)
         | u8[at + 3]
     )
-
-
-def _packed(d: Decoded, i: int, side: str) -> bytes:
-    hi = int(getattr(d, side + "_hi")[i])
-    lo = int(getattr(d, side + "_lo")[i])
-    if int(d.ver[i]) == 4:
-        return (lo & 0xFFFFFFFF).to_bytes(4, "big")
-    return hi.to_bytes(8, "big") + lo.to_bytes(8, "big")

@@ -118,7 +118,7 @@ class LiveCorrelator:
         return alerts, changed
 
 
-def _feeds(path: str | None, transport: Any) -> Any:
+def _feeds(path: str | None, transport: Any, store: SqliteStore) -> Any:
     if path is None:
         return None
     from parkwatch.feeds import Feeds, load_feed_settings
@@ -127,7 +127,9 @@ def _feeds(path: str | None, transport: Any) -> Any:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read feed settings: {exc}", file=path) from exc
-    return Feeds(load_feed_settings(data), transport)
+    # a shared incident goes to each enterprise as its cut, from the alerts stored just before
+    return Feeds(load_feed_settings(data), transport,
+                 alerts_of=lambda iid: store.alerts(incident_id=iid))  # fmt: skip
 
 
 @click.command("correlate")
@@ -172,7 +174,7 @@ def correlate_command(
         Correlator(topo, parse_duration(window), sync.suppressions()), parse_duration(keep)
     )
     transport = open_transport(url, ts)
-    feeds = _feeds(feeds_path, transport)
+    feeds = _feeds(feeds_path, transport, store)
     es = None
     if es_url:
         from parkwatch.elastic import ElasticSink

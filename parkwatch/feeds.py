@@ -3,7 +3,9 @@
 Routing: a record (Alert or Incident) belongs to the enterprises named in its ``enterprises``
 field, compared as exact strings against the configured enterprise ids; a record naming
 several goes to each of them, a record naming none, or only unknown ids, goes to no feed (both
-counted). Topics come from the configuration, never from record content
+counted). An incident shared by several enterprises goes to each as its cut
+(:func:`parkwatch.tenancy.scope_incident`): only the targets, alerts and evidence that involve
+that enterprise. Topics come from the configuration, never from record content
 (``<prefix>.<enterprise id>`` unless set), and two enterprises may not share a topic or a
 webhook secret.
 
@@ -36,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from parkwatch.errors import ConfigError, ParkWatchError
 from parkwatch.schema import Alert, Incident, Record
+from parkwatch.tenancy import scope_incident
 from parkwatch.transport.base import Transport, key_for, record_id, schema_header
 
 SIGNATURE_HEADER = "X-ParkWatch-Signature"
@@ -178,9 +181,11 @@ class Feeds:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        alerts_of: Callable[[str], Iterable[Alert]] | None = None,
     ) -> None:
         self.settings = settings
         self.transport = transport
+        self.alerts_of = alerts_of
         self.sleep = sleep
         self.clock = clock
         self.stats = FeedStats()
@@ -195,6 +200,8 @@ class Feeds:
         """Deliver ``records`` to their enterprises' feeds; returns the deliveries made
         (record x enterprise x channel). Failures become dead letters (see ``stats``)."""
         per_ent: dict[str, list[Record]] = {}
+        records = list(records)
+        batch = [r for r in records if isinstance(r, Alert)]
         for rec in records:
             if not isinstance(rec, Alert | Incident):
                 self.stats.not_a_feed_record += 1
@@ -206,7 +213,7 @@ class Feeds:
                 if ent not in self.settings.enterprises:
                     self.stats.unknown_enterprise[ent] += 1
             for ent in self.route(rec):
-                per_ent.setdefault(ent, []).append(rec)
+                per_ent.setdefault(ent, []).append(self._cut(rec, ent, batch))
         done = 0
         for ent, recs in per_ent.items():
             if self.transport is not None:
@@ -215,6 +222,18 @@ class Feeds:
                 for i in range(0, len(recs), self.settings.batch_size):
                     done += self._post(ent, recs[i : i + self.settings.batch_size])
         return done
+
+    def _cut(self, rec: Alert | Incident, ent: str, batch: list[Alert]) -> Record:
+        """An incident shared with other enterprises as ``ent`` may see it: from its stored
+        alerts (``alerts_of``), else from the alerts published with it."""
+        if isinstance(rec, Alert) or not set(rec.enterprises) - {ent}:
+            return rec
+        if self.alerts_of is not None:
+            alerts: Iterable[Alert] = self.alerts_of(rec.id)
+        else:
+            uids = set(rec.alert_uids)
+            alerts = [a for a in batch if a.uid in uids]
+        return scope_incident(rec, alerts, ent)
 
     def flush(self) -> None:
         if self.transport is not None:
@@ -261,7 +280,9 @@ class Feeds:
                 delay = min(delay * 2, self.settings.max_backoff)
             stamp = int(self.clock())
             req = urllib.request.Request(
-                feed.webhook, data=body, method="POST",
+                feed.webhook,
+                data=body,
+                method="POST",
                 headers={
                     "Content-Type": "application/json",
                     ENTERPRISE_HEADER: ent,
@@ -285,7 +306,8 @@ class Feeds:
         self._dead(ent, "webhook", f"{feed.webhook}: {reason}", recs, body)
         return 0
 
-    def _dead(self, ent: str, channel: str, reason: str, recs: list[Record], body: bytes = b""
-              ) -> None:
+    def _dead(
+        self, ent: str, channel: str, reason: str, recs: list[Record], body: bytes = b""
+    ) -> None:
         self.stats.dead_letters[ent] += len(recs)
         self.dead.append(DeadLetter(ent, channel, reason, [record_id(r) for r in recs], body))

@@ -140,9 +140,11 @@ def test_incident_of_another_enterprise_is_404(
     assert r.status_code == 200 and r.json()["id"] == own
     assert r.json()["schema"] == "parkwatch.incident/1"
     shared = sorted(a & b)[0]
-    for ent in ENTS:
-        assert client.get(f"/api/v1/incidents/{shared}", headers=auth(tokens[ent])).status_code \
-            == 200
+    for ent in ENTS:  # each side gets its part: only alerts that involve it, its name only
+        r = client.get(f"/api/v1/incidents/{shared}", headers=auth(tokens[ent]))
+        assert r.status_code == 200
+        assert set(r.json()["alert_uids"]) <= stored_ids(st, "alerts", ent)
+        assert ent in r.json()["enterprises"] and r.json()["alert_count"] >= 1
     foreign = client.get(f"/api/v1/incidents/{sorted(b - a)[0]}", headers=auth(tokens["ent-a"]))
     missing = client.get("/api/v1/incidents/inc-0000000000000000", headers=auth(tokens["ent-a"]))
     assert foreign.status_code == missing.status_code == 404

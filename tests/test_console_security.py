@@ -150,7 +150,8 @@ def _shared_incident(st: SqliteStore) -> dict[str, str]:
                event_uids=("Eshared-b",), enterprises=("ent-b",))
     inc = Incident(id="inc-shared", first_seen=t0, last_seen=t0 + 2, category="recon_scan",
                    severity="medium", title="scan of the park", attackers=("203.0.113.9",),
-                   targets=("10.1.2.10",), enterprises=("ent-a", "ent-b"), alert_count=2,
+                   targets=("10.1.2.10", "10.2.2.99"), enterprises=("ent-a", "ent-b"),
+                   alert_count=2,
                    alert_uids=("Ashared-a", "Ashared-b"))
     assert isinstance(fa, FlowRecord)
     st.put([fa, fb, eb, aa, ab, inc])

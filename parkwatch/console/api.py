@@ -156,7 +156,9 @@ def incidents(st: Store, enterprise: Enterprise, q: FeedQuery) -> dict[str, Any]
     changed. The cursor follows the store's change sequence: every correlator update and every
     triage step (acknowledged, assigned, resolved, marked false positive …) moves an incident
     to the end, so polling with the last `next` also returns incidents seen before that have
-    changed since, with their new `status`. Keep the latest copy of each `id`."""
+    changed since, with their new `status`. Keep the latest copy of each `id`. An incident
+    shared with another enterprise comes as this enterprise's part: its targets, alerts and
+    evidence ids are those of the alerts that involve this enterprise."""
     return _page(results.incident_page, st, enterprise, q)
 
 
@@ -169,8 +171,8 @@ def incident(
 ) -> dict[str, Any]:
     """One incident (`parkwatch.incident/1`); 404 when there is none with this id involving
     this enterprise (an incident of another enterprise is not told apart from a missing one)."""
-    inc = st.incident(incident_id)
-    if inc is None or enterprise not in inc.enterprises:
+    inc = st.incident(incident_id, enterprise)
+    if inc is None:
         raise HTTPException(404, "no such incident")
     return _json(inc)
 

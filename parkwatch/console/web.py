@@ -103,6 +103,8 @@ def incident_queue(
 
 
 def _visible(st: SqliteStore, who: Login, iid: str) -> Incident | None:
+    if who.user.scope is not None:  # their cut of an incident shared with another enterprise
+        return st.incident(iid, who.user.scope)
     inc = st.incident(iid)
     return inc if inc is not None and sees(who.user, inc.enterprises) else None
 
@@ -155,7 +157,7 @@ def _triage(request: Request, st: SqliteStore, who: Login, iid: str, csrf: str,
         else:
             workflow.false_positive(st, iid, actor, form["reason"])
     except StoreError as exc:
-        fresh = st.incident(iid) or inc
+        fresh = _visible(st, who, iid) or inc
         return _incident_page(request, st, who, fresh, exc.message, 409)
     return RedirectResponse(f"/incidents/{quote(iid, safe='')}", status_code=303)
 

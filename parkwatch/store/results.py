@@ -120,7 +120,8 @@ def incident_page(
     st: SqliteStore, enterprise: str | None, after: int = 0, limit: int = 100
 ) -> tuple[list[Incident], int]:
     """Incidents changed after cursor ``after``, oldest change first; and the next cursor."""
-    return _page(st, "incidents", "id", "seq", enterprise, after, limit)
+    incs, nxt = _page(st, "incidents", "id", "seq", enterprise, after, limit)
+    return (incs if enterprise is None else st.scoped(incs, enterprise)), nxt
 
 
 def alert_page(

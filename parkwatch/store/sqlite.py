@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from parkwatch.errors import StoreError
 from parkwatch.schema import RECORD_TYPES, Alert, FlowRecord, Incident, Record
 from parkwatch.store.migrations import MIGRATIONS, migrate
+from parkwatch.tenancy import scope_incident
 from parkwatch.transport.base import record_id
 
 R = TypeVar("R", bound=Record)
@@ -239,13 +240,27 @@ class SqliteStore:
         if status is not None:
             where.append("status = ?")
             args.append(status)
-        return self._select(Incident, "incidents", where, args, "first_seen_ns, id", enterprise)
+        incs = self._select(Incident, "incidents", where, args, "first_seen_ns, id", enterprise)
+        return incs if enterprise is None else self.scoped(incs, enterprise)
 
-    def incident(self, incident_id: str) -> Incident | None:
+    def incident(self, incident_id: str, enterprise: str | None = None) -> Incident | None:
+        """The incident; with ``enterprise``, as that enterprise sees it (None when it does
+        not involve it)."""
         row = self.conn.execute(
             "SELECT record FROM incidents WHERE id = ?", (incident_id,)
         ).fetchone()
-        return None if row is None else Incident.from_json(row[0])
+        inc = None if row is None else Incident.from_json(row[0])
+        if inc is None or enterprise is None:
+            return inc
+        return self.scoped([inc], enterprise)[0] if enterprise in inc.enterprises else None
+
+    def scoped(self, incs: list[Incident], enterprise: str) -> list[Incident]:
+        """``incs`` as ``enterprise`` sees them (:func:`parkwatch.tenancy.scope_incident`)."""
+        return [
+            inc if set(inc.enterprises) <= {enterprise}
+            else scope_incident(inc, self.alerts(incident_id=inc.id), enterprise)
+            for inc in incs
+        ]
 
     def alerts(
         self, since_ns: int | None = None, until_ns: int | None = None,

@@ -17,6 +17,7 @@ what it can and flags the rest).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from typing import Any, ClassVar
@@ -61,7 +62,7 @@ _NAME_TYPES = {2, 5, 12, 39}  # NS, CNAME, PTR, DNAME: rdata is one domain name
 
 def read_name(msg: bytes, pos: int) -> tuple[str, int]:
     """(name, offset after it in the message) of the domain name at ``pos``."""
-    labels: list[str] = []
+    labels: list[bytes] = []  # decoded and lower-cased once, joined
     end = -1  # where the name ends in the original position (set at the first pointer)
     total = 0
     limit = pos  # a pointer must point strictly before the label that holds it
@@ -70,38 +71,45 @@ def read_name(msg: bytes, pos: int) -> tuple[str, int]:
         if pos >= n:
             raise DecodeError("truncated_name", f"name runs past the message at {pos}")
         ln = msg[pos]
-        if ln == 0:
-            pos += 1
-            break
-        kind = ln & 0xC0
-        if kind == 0xC0:
-            if pos + 1 >= n:
-                raise DecodeError("truncated_name", f"pointer cut at {pos}")
-            ptr = ((ln & 0x3F) << 8) | msg[pos + 1]
-            if ptr >= limit:
-                raise DecodeError("bad_name_pointer", f"pointer at {pos} to {ptr} is not backwards")
-            if end < 0:
-                end = pos + 2
-            pos = limit = ptr
+        if ln < 0x40:  # a label (0: the root, the end of the name)
+            if not ln:
+                pos += 1
+                break
+            total += ln + 1
+            if total > 255:
+                raise DecodeError("name_too_long", f"name longer than 255 octets at {pos}")
+            nxt = pos + 1 + ln
+            if nxt > n:
+                raise DecodeError("truncated_name", f"label runs past the message at {pos}")
+            labels.append(msg[pos + 1 : nxt])
+            pos = nxt
             continue
-        if kind:
+        if ln < 0xC0:
             raise DecodeError("bad_label_type", f"label type 0x{ln:02x} at {pos}")
-        total += ln + 1
-        if total > 255:
-            raise DecodeError("name_too_long", f"name longer than 255 octets at {pos}")
-        if pos + 1 + ln > n:
-            raise DecodeError("truncated_name", f"label runs past the message at {pos}")
-        labels.append(msg[pos + 1 : pos + 1 + ln].decode("latin-1").lower())
-        pos += 1 + ln
-    return (".".join(labels) if labels else "."), (end if end >= 0 else pos)
+        if pos + 1 >= n:
+            raise DecodeError("truncated_name", f"pointer cut at {pos}")
+        ptr = ((ln & 0x3F) << 8) | msg[pos + 1]
+        if ptr >= limit:
+            raise DecodeError("bad_name_pointer", f"pointer at {pos} to {ptr} is not backwards")
+        if end < 0:
+            end = pos + 2
+        pos = limit = ptr
+    name = b".".join(labels).decode("latin-1").lower() if labels else "."
+    return name, (end if end >= 0 else pos)
+
+
+@functools.lru_cache(maxsize=1024)
+def _ipv6(packed: bytes) -> str:
+    """The text form of an AAAA answer: the standard library's, remembered (answers repeat)."""
+    return str(ipaddress.IPv6Address(packed))
 
 
 def _rdata(msg: bytes, rtype: int, pos: int, rdlen: int) -> str | None:
-    data = msg[pos : pos + rdlen]
     if rtype == 1 and rdlen == 4:
-        return str(ipaddress.IPv4Address(data))
+        return f"{msg[pos]}.{msg[pos + 1]}.{msg[pos + 2]}.{msg[pos + 3]}"  # str(IPv4Address)
+    data = msg[pos : pos + rdlen]
     if rtype == 28 and rdlen == 16:
-        return str(ipaddress.IPv6Address(data))
+        return _ipv6(bytes(data))  # hashable even when msg is a bytearray
     if rtype in _NAME_TYPES:
         return read_name(msg, pos)[0]
     if rtype == 15 and rdlen >= 3:
@@ -124,7 +132,7 @@ def decode_message(msg: bytes) -> Msg:
     response = bool(flags & 0x8000)
     opcode = (flags >> 11) & 0xF
     rcode = flags & 0xF
-    attrs: dict[str, Any] = {"rcode": rcode, "rcode_name": RCODES.get(rcode, f"rcode-{rcode}")}
+    attrs: dict[str, Any] = {"rcode": rcode, "rcode_name": RCODES.get(rcode) or f"rcode-{rcode}"}
     pos = 12
     for k in range(qd):
         name, pos = read_name(msg, pos)
@@ -135,7 +143,7 @@ def decode_message(msg: bytes) -> Msg:
         if k == 0:
             attrs["name"] = name
             attrs["qtype"] = qtype
-            attrs["qtype_name"] = QTYPES.get(qtype, f"TYPE{qtype}")
+            attrs["qtype_name"] = QTYPES.get(qtype) or f"TYPE{qtype}"
             attrs["qclass"] = qclass
     if qd != 1:
         attrs["questions"] = qd
@@ -156,7 +164,7 @@ def decode_message(msg: bytes) -> Msg:
                 if len(data) < MAX_ANSWER_DATA:
                     value = _rdata(msg, rtype, pos, rdlen)
                     if value is not None:
-                        rt = QTYPES.get(rtype, f"TYPE{rtype}")
+                        rt = QTYPES.get(rtype) or f"TYPE{rtype}"
                         data.append({"name": rname, "type": rt, "ttl": ttl, "data": value})
                 pos += rdlen
         except (DecodeError, IndexError, ValueError) as exc:
@@ -168,7 +176,7 @@ def decode_message(msg: bytes) -> Msg:
     return Msg(
         direction="response" if response else "request",
         function_code=opcode,
-        function_name=FUNCTIONS.get(opcode, f"unknown-{opcode}"),
+        function_name=FUNCTIONS.get(opcode) or f"unknown-{opcode}",
         exception_code=rcode if response and rcode else None,
         attrs=attrs,
         match=qid,

@@ -35,8 +35,10 @@ MAX_FIELD = 2048
 MAX_QUEUE = 1024
 
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_REQ = re.compile(rb"(" + _TOKEN + rb") +(\S+) +HTTP/(\d)\.(\d) *")
-_RESP = re.compile(rb"HTTP/(\d)\.(\d) +(\d{3})(?: +(.*))?")
+_REQ = re.compile(rb"(" + _TOKEN + rb") +(\S+) +HTTP/(\d\.\d) *")
+"""Request line: method, request target, version ('1.1')."""
+_RESP = re.compile(rb"HTTP/(\d\.\d) +(\d{3})(?: +(.*))?")
+"""Status line: version, status code, reason phrase (None when absent)."""
 METHODS = (
     b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"CONNECT", b"TRACE", b"PATCH",
     b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"SEARCH",
@@ -63,6 +65,34 @@ FUNCTIONS: dict[int, str] = {
     507: "insufficient_storage", 511: "network_authentication_required",
 }  # fmt: skip
 
+FIELDS = frozenset(
+    {
+        b"transfer-encoding", b"content-length", b"content-type", b"host", b"user-agent",
+        b"authorization", b"cookie", b"server", b"www-authenticate",
+    }
+)  # fmt: skip
+"""Header fields (lower-case names) that give attrs or frame the body; the others are only
+checked for a colon (``attrs['malformed']``), their values are never decoded."""
+_FOLD = (b" ", b"\t")
+"""A header line starting with one of these continues the previous one (obsolete line folding,
+RFC 9112 5.2): it is skipped."""
+_KEYS: dict[bytes, bytes] = {}
+"""Field name as sent (before the colon) -> its key in FIELDS, b"" when it is none of them (or
+starts a folded line): a memo of :func:`_key`, since the same few spellings recur."""
+_MAX_KEYS = 4096
+
+
+def _key(name: bytes) -> bytes:
+    key = name.strip().lower()
+    if key not in FIELDS or name.startswith(_FOLD):
+        key = b""
+    if len(_KEYS) < _MAX_KEYS:
+        _KEYS[name] = key
+    return key
+
+
+_DIGEST_USER = re.compile(r'username="([^"]*)"')
+
 # body modes
 HEAD, LENGTH, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILER, CLOSE, OPAQUE = range(8)
 
@@ -88,7 +118,7 @@ def _auth(value: str, attrs: dict[str, Any]) -> None:
             return
         attrs["auth_user"] = text.partition(":")[0][:256]
     elif scheme.lower() == "digest":
-        m = re.search(r'username="([^"]*)"', rest)
+        m = _DIGEST_USER.search(rest)
         if m:
             attrs["auth_user"] = m.group(1)[:256]
 
@@ -152,9 +182,6 @@ class Http(AppDecoder):
         out: list[Msg] = []
         while pos < n:
             mode = side.mode
-            if mode in (CLOSE, OPAQUE):
-                side.body += n - pos
-                return n, out
             if mode == HEAD:
                 while buf.startswith(b"\r\n", pos):  # empty lines before a start line
                     pos += 2
@@ -173,6 +200,9 @@ class Http(AppDecoder):
                 else:
                     side.pending = msg
                 continue
+            if mode in (CLOSE, OPAQUE):
+                side.body += n - pos
+                return n, out
             if mode in (LENGTH, CHUNK_DATA):
                 take = min(side.remaining, n - pos)
                 pos += take
@@ -224,49 +254,50 @@ class Http(AppDecoder):
         side.pending, side.mode, side.body = None, HEAD, 0
 
     def _head(self, head: bytes, from_client: bool, side: _Side) -> Msg:
-        lines = head.split(b"\n")
+        lines = bytes(head).split(b"\n")  # bytes: the field names are dict keys
         start = lines[0].rstrip(b"\r")
         attrs: dict[str, Any] = {}
-        fields: dict[str, str] = {}
-        for raw in lines[1:]:
-            line = raw.rstrip(b"\r")
-            if line[:1] in (b" ", b"\t"):  # obsolete line folding
-                continue
+        fields: dict[bytes, str] = {}  # the first of each of FIELDS
+        for line in lines[1:]:  # a line's '\r' is left to the strips (or has no colon)
             name, colon, value = line.partition(b":")
-            if not colon:
+            if colon:
+                key = _KEYS.get(name)
+                if key is None:
+                    key = _key(name)
+                if key and key not in fields:
+                    fields[key] = value.strip().decode("latin-1")[:MAX_FIELD]
+            elif not line.startswith(_FOLD):
                 attrs["malformed"] = "bad_header_line"
-                continue
-            key = name.strip().lower().decode("latin-1")
-            fields.setdefault(key, value.strip().decode("latin-1")[:MAX_FIELD])
         side.body = 0
-        chunked = "chunked" in fields.get("transfer-encoding", "").lower()
-        length = fields.get("content-length")
+        chunked = "chunked" in fields.get(b"transfer-encoding", "").lower()
+        length = fields.get(b"content-length")
         clen = None
         if length is not None:
             if not length.isdigit():
                 raise DecodeError("bad_content_length", repr(length[:40]))
             clen = int(length)
             attrs["content_length"] = clen
-        if "content-type" in fields:
-            attrs["content_type"] = fields["content-type"]
+        if b"content-type" in fields:
+            attrs["content_type"] = fields[b"content-type"]
         if chunked:
             attrs["chunked"] = True
         if from_client:
             m = _REQ.fullmatch(start)
             if m is None:
                 raise DecodeError("bad_request_line", repr(start[:60]))
-            method = m.group(1).decode("ascii")
+            rmethod, uri, version = m.groups()
+            method = rmethod.decode("ascii")
             attrs["method"] = method
-            attrs["uri"] = m.group(2).decode("latin-1")[:MAX_FIELD]
-            attrs["version"] = f"{m.group(3).decode()}.{m.group(4).decode()}"
-            if "host" in fields:
-                attrs["host"] = fields["host"]
-            if "user-agent" in fields:
-                attrs["user_agent"] = fields["user-agent"]
-            if "authorization" in fields:
-                _auth(fields["authorization"], attrs)
-            if "cookie" in fields:
-                fp = _session_cookie(fields["cookie"])
+            attrs["uri"] = uri.decode("latin-1")[:MAX_FIELD]
+            attrs["version"] = version.decode()
+            if b"host" in fields:
+                attrs["host"] = fields[b"host"]
+            if b"user-agent" in fields:
+                attrs["user_agent"] = fields[b"user-agent"]
+            if b"authorization" in fields:
+                _auth(fields[b"authorization"], attrs)
+            if b"cookie" in fields:
+                fp = _session_cookie(fields[b"cookie"])
                 if fp is not None:
                     attrs["session_cookie"] = fp
             idx = self._n
@@ -279,16 +310,17 @@ class Http(AppDecoder):
         m = _RESP.fullmatch(start)
         if m is None:
             raise DecodeError("bad_status_line", repr(start[:60]))
-        status = int(m.group(3))
+        version, code, reason = m.groups()
+        status = int(code)
         attrs["status"] = status
-        attrs["reason"] = (m.group(4) or b"").decode("latin-1").strip()[:256]
-        attrs["version"] = f"{m.group(1).decode()}.{m.group(2).decode()}"
-        if "server" in fields:
-            attrs["server"] = fields["server"]
-        if "www-authenticate" in fields:
-            attrs["auth_challenge"] = fields["www-authenticate"].partition(" ")[0].lower()
+        attrs["reason"] = (reason or b"").decode("latin-1").strip()[:256]
+        attrs["version"] = version.decode()
+        if b"server" in fields:
+            attrs["server"] = fields[b"server"]
+        if b"www-authenticate" in fields:
+            attrs["auth_challenge"] = fields[b"www-authenticate"].partition(" ")[0].lower()
         exc = status if status >= 400 else None
-        sname = self.fname(status)
+        sname = FUNCTIONS.get(status) or f"unknown-{status}"  # self.fname, without its f-string
         if 100 <= status < 200 and status != 101:
             side.mode = HEAD
             return Msg("response", status, sname, exception_code=exc, attrs=attrs, link=False)

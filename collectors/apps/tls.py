@@ -53,7 +53,9 @@ MAX_RECORD = 16384 + 2048
 MAX_HANDSHAKE = 64 * 1024
 """Handshake messages longer than this are skipped (event without details), not buffered."""
 HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
-_H = struct.Struct(">H")
+GREASE = frozenset(0x0A0A + 0x1010 * i for i in range(16))
+"""The 16 GREASE values of RFC 8701 (0x0a0a, 0x1a1a … 0xfafa): what :func:`is_grease` accepts."""
+_HH = struct.Struct(">HH")
 
 
 def is_grease(v: int) -> bool:
@@ -61,91 +63,107 @@ def is_grease(v: int) -> bool:
 
 
 def vname(v: int) -> str:
-    return VERSIONS.get(v, f"0x{v:04x}")
+    return VERSIONS.get(v) or f"0x{v:04x}"
 
 
-class _R:
-    """Bounds-checked reader over one handshake body."""
-
-    __slots__ = ("b", "end", "p")
-
-    def __init__(self, b: bytes, p: int = 0, end: int | None = None) -> None:
-        self.b, self.p, self.end = b, p, len(b) if end is None else end
-
-    def take(self, n: int) -> bytes:
-        if self.p + n > self.end:
-            raise DecodeError("truncated_hello", f"{n} octets wanted at {self.p}")
-        self.p += n
-        return self.b[self.p - n : self.p]
-
-    def u8(self) -> int:
-        return self.take(1)[0]
-
-    def u16(self) -> int:
-        return int.from_bytes(self.take(2), "big")
-
-    def vec(self, width: int) -> bytes:
-        return self.take(int.from_bytes(self.take(width), "big"))
+# The hellos are read with plain offsets into the body (no reader object: they are on the
+# per-packet path). Every field is checked against the end of the vector that holds it; a
+# field that runs past it is a DecodeError 'truncated_hello', of which only the reason is kept.
 
 
-def _u16s(b: bytes) -> list[int]:
-    return [v for (v,) in _H.iter_unpack(b[: len(b) & ~1])]
+def _cut(at: int) -> DecodeError:
+    return DecodeError("truncated_hello", f"field cut at octet {at}")
 
 
-def _exts(r: _R) -> list[tuple[int, bytes]]:
-    if r.p >= r.end:
+def _vec(b: bytes, p: int, end: int, width: int) -> int:
+    """End of the vector at ``p`` (a ``width``-octet length, 1 or 2, then the data) that must
+    fit before ``end``; its data starts at ``p + width``."""
+    q = p + width
+    if q > end:
+        raise _cut(p)
+    stop = q + (b[p] if width == 1 else (b[p] << 8) | b[p + 1])
+    if stop > end:
+        raise _cut(q)
+    return stop
+
+
+def _u16s(b: bytes, start: int, stop: int) -> tuple[int, ...]:
+    """The 16-bit values in ``b[start:stop]`` (an odd last octet is left out)."""
+    return struct.unpack_from(f">{(stop - start) >> 1}H", b, start)
+
+
+def _exts(b: bytes, p: int, end: int) -> list[tuple[int, int, int]]:
+    """(type, start, stop) of each extension in the block at ``p`` (none when the hello ends
+    at ``p``); the extension's data is ``b[start:stop]``."""
+    if p >= end:
         return []
-    e = _R(r.vec(2))
+    stop = _vec(b, p, end, 2)
+    p += 2
     out = []
-    while e.p < e.end:
-        kind = e.u16()
-        out.append((kind, e.vec(2)))
+    while p < stop:
+        if p + 4 > stop:
+            raise _cut(p)
+        kind, ln = _HH.unpack_from(b, p)
+        p += 4
+        if p + ln > stop:
+            raise _cut(p)
+        out.append((kind, p, p + ln))
+        p += ln
     return out
 
 
 def client_hello(body: bytes, attrs: dict[str, Any]) -> None:
-    r = _R(body)
-    legacy = r.u16()
-    r.take(32)
-    attrs["session_id_len"] = len(r.vec(1))
-    ciphers = _u16s(r.vec(2))
-    r.vec(1)  # compression methods
-    exts = _exts(r)
+    """Fill attrs from a ClientHello body (versions, SNI, ALPN, JA3)."""
+    n = len(body)
+    if n < 35:  # legacy_version, random, session id length
+        raise _cut(n)
+    legacy = (body[0] << 8) | body[1]
+    p = _vec(body, 34, n, 1)
+    attrs["session_id_len"] = p - 35
+    q = _vec(body, p, n, 2)
+    ciphers = _u16s(body, p + 2, q)
+    p = _vec(body, q, n, 1)  # compression methods
+    exts = _exts(body, p, n)
     attrs["legacy_version"] = vname(legacy)
     attrs["cipher_suites"] = len(ciphers)
     groups: list[int] = []
     points: bytes = b""
     best = legacy
-    for kind, data in exts:
-        x = _R(data)
-        if kind == 0 and data:
-            names = _R(x.vec(2))
-            while names.p < names.end:
-                ntype, name = names.u8(), names.vec(2)
-                if ntype == 0:
-                    attrs["sni"] = name.decode("latin-1")
+    for kind, s, e in exts:
+        if s == e:
+            continue
+        if kind == 0:  # server_name_list<2>: name_type, host_name<2>
+            lst, p = _vec(body, s, e, 2), s + 2
+            while p < lst:
+                q = _vec(body, p + 1, lst, 2)
+                if body[p] == 0:
+                    attrs["sni"] = body[p + 3 : q].decode("latin-1")
                     break
-        elif kind == 16 and data:
-            lst, alpn = _R(x.vec(2)), []
-            while lst.p < lst.end:
-                alpn.append(lst.vec(1).decode("latin-1"))
+                p = q
+        elif kind == 16:  # protocol_name_list<2>: ProtocolName<1>
+            lst, p = _vec(body, s, e, 2), s + 2
+            alpn = []
+            while p < lst:
+                q = _vec(body, p, lst, 1)
+                alpn.append(body[p + 1 : q].decode("latin-1"))
+                p = q
             attrs["alpn"] = alpn
-        elif kind == 43 and data:
-            vs = [v for v in _u16s(x.vec(1)) if not is_grease(v)]
+        elif kind == 43:  # versions<1>
+            vs = [v for v in _u16s(body, s + 1, _vec(body, s, e, 1)) if v not in GREASE]
             attrs["supported_versions"] = [vname(v) for v in vs]
             best = max(vs, default=legacy)
-        elif kind == 10 and data:
-            groups = [g for g in _u16s(x.vec(2)) if not is_grease(g)]
-        elif kind == 11 and data:
-            points = x.vec(1)
+        elif kind == 10:  # named_group_list<2>
+            groups = [g for g in _u16s(body, s + 2, _vec(body, s, e, 2)) if g not in GREASE]
+        elif kind == 11:  # ec_point_format_list<1>
+            points = body[s + 1 : _vec(body, s, e, 1)]
     attrs["tls_version"] = vname(best)
     ja3 = ",".join(
         [
             str(legacy),
-            "-".join(str(c) for c in ciphers if not is_grease(c)),
-            "-".join(str(k) for k, _ in exts if not is_grease(k)),
-            "-".join(str(g) for g in groups),
-            "-".join(str(p) for p in points),
+            "-".join([str(c) for c in ciphers if c not in GREASE]),
+            "-".join([str(k) for k, _, _ in exts if k not in GREASE]),
+            "-".join(map(str, groups)),
+            "-".join(map(str, points)),
         ]
     )
     attrs["ja3"] = ja3
@@ -154,24 +172,27 @@ def client_hello(body: bytes, attrs: dict[str, Any]) -> None:
 
 def server_hello(body: bytes, attrs: dict[str, Any]) -> int:
     """Fill attrs; return the version chosen."""
-    r = _R(body)
-    legacy = r.u16()
-    if r.take(32) == HRR_RANDOM:
+    n = len(body)
+    if n < 34:  # legacy_version, random
+        raise _cut(n)
+    legacy = (body[0] << 8) | body[1]
+    if body[2:34] == HRR_RANDOM:
         attrs["hello_retry"] = True
-    r.vec(1)
-    cipher = r.u16()
-    r.u8()
-    exts = _exts(r)
+    p = _vec(body, 34, n, 1)  # legacy_session_id_echo
+    if p + 3 > n:  # cipher_suite, legacy_compression_method
+        raise _cut(p)
+    cipher = (body[p] << 8) | body[p + 1]
+    exts = _exts(body, p + 3, n)
     chosen = legacy
-    for kind, data in exts:
-        if kind == 43 and len(data) == 2:
-            chosen = _H.unpack(data)[0]
-        elif kind == 16 and len(data) > 3:
-            attrs["alpn"] = [_R(data, 2).vec(1).decode("latin-1")]
+    for kind, s, e in exts:
+        if kind == 43 and e - s == 2:
+            chosen = (body[s] << 8) | body[s + 1]
+        elif kind == 16 and e - s > 3:  # protocol_name_list<2> of one ProtocolName<1>
+            attrs["alpn"] = [body[s + 3 : _vec(body, s + 2, e, 1)].decode("latin-1")]
     attrs["tls_version"] = vname(chosen)
     attrs["legacy_version"] = vname(legacy)
     attrs["cipher"] = cipher
-    ja3s = f"{legacy},{cipher},{'-'.join(str(k) for k, _ in exts)}"
+    ja3s = f"{legacy},{cipher},{'-'.join([str(k) for k, _, _ in exts])}"
     attrs["ja3s"] = ja3s
     attrs["ja3s_hash"] = hashlib.md5(ja3s.encode(), usedforsecurity=False).hexdigest()
     return chosen
@@ -237,7 +258,7 @@ class Tls(AppDecoder):
                 raise DecodeError("bad_record_type", f"content type {ctype}")
             if major != 3 or minor > 4:
                 raise DecodeError("bad_record_version", f"version {major}.{minor}")
-            ln = int.from_bytes(buf[pos + 3 : pos + 5], "big")
+            ln = (buf[pos + 3] << 8) | buf[pos + 4]
             if ln > MAX_RECORD:
                 raise DecodeError("record_too_long", f"record of {ln} octets")
             if pos + 5 + ln > n:
@@ -251,7 +272,7 @@ class Tls(AppDecoder):
             elif ctype == 21:
                 out.append(self._alert(side, body, from_client))
             elif ctype == 24 and not side.encrypted and ln >= 3:
-                plen = int.from_bytes(body[1:3], "big")
+                plen = (body[1] << 8) | body[2]
                 attrs = {"heartbeat_type": body[0], "heartbeat_length": plen}
                 if 3 + plen + 16 > ln:
                     attrs["heartbeat_overlong"] = True
@@ -264,10 +285,13 @@ class Tls(AppDecoder):
         d = "request" if from_client else "response"
         if side.encrypted or len(body) != 2:
             return Msg(d, function_name="alert", attrs={"encrypted": True}, link=False)
-        attrs = {"alert_level": body[0], "alert": ALERTS.get(body[1], f"alert-{body[1]}")}
+        name = ALERTS.get(body[1]) or f"alert-{body[1]}"
+        attrs = {"alert_level": body[0], "alert": name}
         return Msg(d, function_name="alert", exception_code=body[1], attrs=attrs, link=False)
 
     def _handshake(self, side: _Side, body: bytes, from_client: bool, out: list[Msg]) -> None:
+        """Messages of one handshake record, after what ``side.hs`` holds of earlier records;
+        what is left of a message that is not complete stays in ``side.hs``."""
         if side.skip:
             take = min(side.skip, len(body))
             side.skip -= take
@@ -275,34 +299,39 @@ class Tls(AppDecoder):
             if not side.skip:
                 out.append(self._msg(side.skip_type, None, from_client))
         hs = side.hs
-        hs += body
-        while len(hs) >= 4 and not side.encrypted:
-            htype = hs[0]
-            hlen = int.from_bytes(hs[1:4], "big")
-            if 4 + hlen > len(hs):
+        if hs:  # a message continued from an earlier record
+            hs += body
+            body = bytes(hs)
+            hs.clear()
+        pos, n = 0, len(body)
+        while n - pos >= 4 and not side.encrypted:
+            htype = body[pos]
+            hlen = (body[pos + 1] << 16) | (body[pos + 2] << 8) | body[pos + 3]
+            if pos + 4 + hlen > n:
                 if hlen > MAX_HANDSHAKE:
-                    side.skip, side.skip_type = 4 + hlen - len(hs), htype
-                    hs.clear()
+                    side.skip, side.skip_type = pos + 4 + hlen - n, htype
+                    pos = n
                 break
-            msg = self._msg(htype, bytes(hs[4 : 4 + hlen]), from_client)
-            del hs[: 4 + hlen]
+            msg = self._msg(htype, bytes(body[pos + 4 : pos + 4 + hlen]), from_client)
+            pos += 4 + hlen
             out.append(msg)
             tls13 = htype == 2 and msg.attrs.get("tls_version") == "TLS 1.3"
             if tls13 and not msg.attrs.get("hello_retry"):
                 side.encrypted = True  # the rest of the server's flight is encrypted
-        if side.encrypted:
-            hs.clear()
+        if pos < n and not side.encrypted:
+            hs += body[pos:]
 
     def _msg(self, htype: int, body: bytes | None, from_client: bool) -> Msg:
         attrs: dict[str, Any] = {}
         d = "request" if from_client else "response"
-        link = htype in (1, 2)
+        link = htype == 1 or htype == 2
         if body is None:
             attrs["too_long"] = True
-        elif htype == 1 or htype == 2:
+        elif link:
             try:
                 (client_hello if htype == 1 else server_hello)(body, attrs)
             except DecodeError as exc:
                 attrs["malformed"] = exc.reason
             d = "request" if htype == 1 else "response"
-        return Msg(d, function_code=htype, function_name=self.fname(htype), attrs=attrs, link=link)
+        name = FUNCTIONS.get(htype) or f"unknown-{htype}"  # self.fname, without its f-string
+        return Msg(d, function_code=htype, function_name=name, attrs=attrs, link=link)

@@ -25,6 +25,7 @@ from typing import Any
 from correlator.evidence import EvidenceBook, verdict
 from correlator.suppress import Suppressions
 from parkwatch.schema import LEVELS, Alert, Incident
+from parkwatch.schema.alerts import alert_fields
 from parkwatch.topology import Topology
 
 MIN = 60 * 1_000_000_000
@@ -215,43 +216,29 @@ class Correlator:
     def _incident(self, g: _Open) -> Incident:
         alerts = g.alerts
         cat = g.key[1]
-        techs = sorted({t for a in alerts for t in a.techniques})
         tactics = {t for a in alerts for t in a.tactics}
         tac = tuple(
             sorted(tactics, key=lambda t: (TACTIC_ORDER.index(t) if t in TACTIC_ORDER else 99, t))
         )
-        attackers = sorted({x for a in alerts for x in a.attackers})
-        targets = sorted({x for a in alerts for x in a.targets})
-        ents = sorted({x for a in alerts for x in a.enterprises})
         level = max(
             (a.level for a in alerts), key=lambda lv: LEVELS.index(lv) if lv in LEVELS else 0
         )
         facts = self.book.facts(alerts)
         defended, why = verdict(cat, facts)
+        fields = alert_fields(alerts)
         if defended is None:
+            targets = sorted({x for a in alerts for x in a.targets})  # all, not the capped list
             defended, why = self._vantage_verdict(targets, facts.vantages, defended, why)
-        first = alerts[0]
-        titles = sorted({a.title for a in alerts})
         return Incident(
-            id="inc-" + _hid(cat, g.key[0], g.key[2], first.uid),
-            first_seen=first.ts,
-            last_seen=alerts[-1].ts,
+            id="inc-" + _hid(cat, g.key[0], g.key[2], alerts[0].uid),
             category=cat,
             severity=level,
-            techniques=tuple(techs),
-            attackers=tuple(attackers),
-            targets=tuple(targets[:256]),
-            enterprises=tuple(ents),
             defended=defended,
-            alert_count=len(alerts),
-            alert_uids=tuple(a.uid for a in alerts[:1000]),
             defended_evidence=why,
-            title=titles[0] if len(titles) == 1 else f"{titles[0]} (+{len(titles) - 1} more)",
             tactics=tac,
             vantages=tuple(sorted(facts.vantages)),
-            flow_uids=tuple(sorted({u for a in alerts for u in a.flow_uids})[:1000]),
-            event_uids=tuple(sorted({u for a in alerts for u in a.event_uids})[:1000]),
             source=self.source,
+            **fields,
         )
 
     def _vantage_verdict(

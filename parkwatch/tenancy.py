@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
 from parkwatch.schema import Alert, Incident
-
-MAX_TARGETS, MAX_UIDS = 256, 1000
-"""The correlator's own caps on an incident's lists."""
+from parkwatch.schema.alerts import alert_fields
 
 
 def involves(alert: Alert, enterprise: str) -> bool:
@@ -40,25 +39,15 @@ def scope_incident(inc: Incident, alerts: Iterable[Alert], enterprise: str) -> I
     if not set(inc.enterprises) - {enterprise}:
         return inc
     own = sorted((a for a in alerts if involves(a, enterprise)), key=lambda a: (a.ts, a.uid))
-    techs = {t for a in own for t in a.techniques}
+    if not own:
+        empty: dict[str, Any] = dict.fromkeys(("techniques", "attackers", "targets",
+            "alert_uids", "flow_uids", "event_uids", "tactics", "vantages"), ())  # fmt: skip
+        return replace(inc, **empty, enterprises=(enterprise,), alert_count=0, title="",
+                       last_seen=inc.first_seen)  # fmt: skip
+    fields = alert_fields(own)
+    fields["enterprises"] = tuple(sorted({*fields["enterprises"], enterprise}))
     tactics = {t for a in own for t in a.tactics}
-    titles = sorted({a.title for a in own})
-    title = ""
-    if titles:
-        title = titles[0] if len(titles) == 1 else f"{titles[0]} (+{len(titles) - 1} more)"
     return replace(
-        inc,
-        first_seen=own[0].ts if own else inc.first_seen,
-        last_seen=own[-1].ts if own else inc.first_seen,
-        techniques=tuple(sorted(techs)),
-        attackers=tuple(sorted({x for a in own for x in a.attackers})),
-        targets=tuple(sorted({x for a in own for x in a.targets})[:MAX_TARGETS]),
-        enterprises=tuple(sorted({e for a in own for e in a.enterprises} | {enterprise})),
-        alert_count=len(own),
-        alert_uids=tuple(a.uid for a in own[:MAX_UIDS]),
-        title=title,
-        tactics=tuple(t for t in inc.tactics if t in tactics),
+        inc, **fields, tactics=tuple(t for t in inc.tactics if t in tactics),
         vantages=tuple(sorted({a.vantage for a in own if a.vantage})),
-        flow_uids=tuple(sorted({u for a in own for u in a.flow_uids})[:MAX_UIDS]),
-        event_uids=tuple(sorted({u for a in own for u in a.event_uids})[:MAX_UIDS]),
-    )
+    )  # fmt: skip

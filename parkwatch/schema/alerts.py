@@ -6,6 +6,7 @@ contract in ``shared/LABELS.md`` (``incidents.jsonl``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,3 +116,28 @@ class Incident(Record):
     )
     resolved_at: int | None = doc("When it was resolved (RFC 3339 in JSON).", ts=True, default=None)
     source: str | None = doc("Capture the evidence came from (replay), None when live.", default=None)
+
+
+MAX_TARGETS, MAX_UIDS = 256, 1000
+"""Caps on an incident's target and uid lists."""
+
+
+def alert_fields(alerts: Sequence[Alert]) -> dict[str, Any]:
+    """The Incident fields that follow from its ``alerts`` (in time order, at least one):
+    times, techniques, attackers, targets, enterprises, count, title and the alert, flow and
+    event uids. The correlator builds incidents with it, and an enterprise's part of a shared
+    incident is built with it from that enterprise's alerts."""
+    titles = sorted({a.title for a in alerts})
+    return {
+        "first_seen": alerts[0].ts,
+        "last_seen": alerts[-1].ts,
+        "techniques": tuple(sorted({t for a in alerts for t in a.techniques})),
+        "attackers": tuple(sorted({x for a in alerts for x in a.attackers})),
+        "targets": tuple(sorted({x for a in alerts for x in a.targets})[:MAX_TARGETS]),
+        "enterprises": tuple(sorted({e for a in alerts for e in a.enterprises})),
+        "alert_count": len(alerts),
+        "alert_uids": tuple(a.uid for a in alerts[:MAX_UIDS]),
+        "title": titles[0] if len(titles) == 1 else f"{titles[0]} (+{len(titles) - 1} more)",
+        "flow_uids": tuple(sorted({u for a in alerts for u in a.flow_uids})[:MAX_UIDS]),
+        "event_uids": tuple(sorted({u for a in alerts for u in a.event_uids})[:MAX_UIDS]),
+    }

@@ -3,7 +3,9 @@
 ``DetectionStage.process(record)`` routes a record to the Sigma engine under its log-source
 kind (``flow``, ``arp``, ``weird`` or the event's protocol) and to the anomaly detectors: a
 trained model file (``--model``, verified against its model card) and/or baselines learned from
-the first part of the input (``--learn-for``). Detectors never parse packets: they see records only.
+the first part of the input (``--learn-for``). With ``correlations="publish"`` the Sigma
+correlations are not counted here: their hits wait in ``sigma.take_hits()`` for the member that
+counts them (see :mod:`detectors.detect_cli`). Detectors never parse packets: they see records only.
 """
 
 from __future__ import annotations
@@ -45,8 +47,11 @@ class DetectionStage:
         rules: str | Path | list[Path] | None = None,
         model: str | Path | None = None,
         learn_for_ns: int | None = None,
+        correlations: str = "local",
     ) -> None:
-        self.sigma = SigmaEngine(load_pack(rules if rules is not None else RULES), topology)
+        self.sigma = SigmaEngine(
+            load_pack(rules if rules is not None else RULES), topology, correlations=correlations
+        )
         self.model: LoadedModel | None = load_model(model) if model else None
         self.learners: list[LearnThenScore] = []
         if learn_for_ns:

@@ -12,7 +12,16 @@ from typing import Any
 import pytest
 
 from parkwatch.errors import ConfigError, TransportError
-from parkwatch.schema import RECORD_TYPES, Alert, FlowRecord, Incident, OtEvent, Record, Weird
+from parkwatch.schema import (
+    RECORD_TYPES,
+    Alert,
+    CorrelationHit,
+    FlowRecord,
+    Incident,
+    OtEvent,
+    Record,
+    Weird,
+)
 from parkwatch.transport import TRANSPORTS, open_transport
 from parkwatch.transport.base import (
     Message,
@@ -46,8 +55,10 @@ def samples(flows: list[FlowRecord]) -> dict[type[Record], Record]:
     alert = Alert("A1", f.start, "sigma", "r1", "t", "high", attackers=("10.9.9.9",))
     inc = Incident("inc-1", f.start, f.end, "recon_scan", "high", enterprises=("ent-a",))
     weird = Weird(f.start, "bad_tcp_data_offset", "tcp", "x", vantage="gw")
+    hit = CorrelationHit("hit-1", f.start, "rule-1", "probe", ("10.9.9.9", 502), (7,), "C1")
     return {
-        FlowRecord: f, OtEvent: ot, Alert: alert, Incident: inc, Weird: weird, type(arp): arp
+        FlowRecord: f, OtEvent: ot, Alert: alert, Incident: inc, Weird: weird, type(arp): arp,
+        CorrelationHit: hit,
     }  # fmt: skip
 
 
@@ -57,12 +68,14 @@ def test_every_record_type_round_trips_with_key_and_id(flows: list[FlowRecord]) 
     mem = MemoryTransport()
     publish_records(mem, [(Topics().for_record(r), r) for r in recs.values()])
     c = mem.subscribe(["parkwatch.flows", "parkwatch.events", "parkwatch.alerts",
-                       "parkwatch.incidents"], "g")  # fmt: skip
+                       "parkwatch.incidents", "parkwatch.hits"], "g")  # fmt: skip
     got = [decode_message(m) for m in c.poll(0.1, 100)]
     assert sorted(map(repr, got)) == sorted(map(repr, recs.values()))
     assert key_for(recs[FlowRecord]) == flows[0].community_id.encode()
     assert key_for(recs[OtEvent]) == flows[0].community_id.encode()
     assert key_for(recs[Alert]) == b"10.9.9.9" and key_for(recs[Incident]) == b"ent-a"
+    assert key_for(recs[CorrelationHit]) == b'rule-1|["10.9.9.9",502]'
+    assert record_id(recs[CorrelationHit]) == "hit-1"
     assert record_id(recs[FlowRecord]) == flows[0].uid and record_id(recs[Incident]) == "inc-1"
     w = recs[Weird]
     assert isinstance(w, Weird)

@@ -169,13 +169,29 @@ class Correlator:
 
     def feed(self, ref_name: str, rec: dict[str, Any], hit: Hit) -> Fired | None:
         """Add a hit of the rule referenced as ``ref_name`` (``rec``: the record it matched)."""
+        key, value = self.key_of(ref_name, rec)
+        return self.feed_key(ref_name, key, value, hit)
+
+    def key_of(self, ref_name: str, rec: dict[str, Any]) -> tuple[tuple[Any, ...], Any]:
+        """The group key of ``rec`` and, for ``value_count``, its counted values (a tuple
+        holding None: the record lacks a counted field and does not count)."""
+        key = tuple(rec.get(self._field(f, ref_name)) for f in self.group_by)
+        value = None
+        if self.type is SigmaCorrelationType.VALUE_COUNT:
+            vf = self.value_field
+            fields = vf if isinstance(vf, list) else [vf or ""]
+            value = tuple(rec.get(self._field(f, ref_name)) for f in fields)
+        return key, value
+
+    def feed_key(self, ref_name: str, key: tuple[Any, ...], value: Any, hit: Hit) -> Fired | None:
+        """:meth:`feed` with the group key and value already taken from the record (a hit
+        that another process matched: :class:`~parkwatch.schema.CorrelationHit`)."""
         ts = hit.ts
         if ts > self.watermark:
             self.watermark = ts
         elif ts < self.watermark - self.span:
             self.late += 1
             return None
-        key = tuple(rec.get(self._field(f, ref_name)) for f in self.group_by)
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = _Group(newest=ts, start=ts)
@@ -190,13 +206,8 @@ class Correlator:
             group = self.groups[key] = _Group(newest=ts, start=ts)
         if ts > group.newest:
             group.newest = ts
-        value = None
-        if self.type is SigmaCorrelationType.VALUE_COUNT:
-            vf = self.value_field
-            fields = vf if isinstance(vf, list) else [vf or ""]
-            value = tuple(rec.get(self._field(f, ref_name)) for f in fields)
-            if None in value:
-                return fired
+        if value is not None and None in value:
+            return fired
         return self._add(key, group, ref_name, hit, value) or fired
 
     def _add(self, key: tuple[Any, ...], g: _Group, ref: str, hit: Hit, value: Any) -> Fired | None:

@@ -30,7 +30,7 @@ from detectors.sigma.correlation import NS, Correlator, Fired, Hit
 from detectors.sigma.loader import KINDS, RuleError, RuleMeta, RulePack
 from detectors.sigma.modifiers import UnsupportedValue
 from parkwatch.errors import ParkWatchError
-from parkwatch.schema import Alert, SchemaError, format_ts, parse_ts
+from parkwatch.schema import Alert, CorrelationHit, SchemaError, format_ts, parse_ts
 from parkwatch.topology import Topology, default_topology
 
 EVIDENCE_KEYS = (
@@ -55,6 +55,12 @@ EVIDENCE_KEYS = (
 """Record fields copied into an alert's ``evidence`` when present (login outcome attrs too)."""
 
 MAX_LISTED = 256  # attackers/targets/uids listed per correlation alert
+
+
+CORRELATION_MODES = ("local", "publish")
+"""``local``: :meth:`SigmaEngine.process` counts the correlations itself; ``publish``: it hands
+their hits out instead (:meth:`SigmaEngine.take_hits`), for the engine that counts them
+(:meth:`SigmaEngine.correlate`, in any mode)."""
 
 
 class EngineError(ParkWatchError):
@@ -120,8 +126,17 @@ class SigmaEngine:
     """Evaluates a rule pack over records of every kind (see the module doc)."""
 
     def __init__(
-        self, pack: RulePack, topology: Topology | None = None, *, max_groups: int = 100_000
+        self,
+        pack: RulePack,
+        topology: Topology | None = None,
+        *,
+        max_groups: int = 100_000,
+        correlations: str = "local",
     ):
+        if correlations not in CORRELATION_MODES:
+            raise EngineError(f"unknown correlations mode {correlations!r}")
+        self.mode = correlations
+        self.hits: list[CorrelationHit] = []  # "publish" mode: hits not yet taken
         self.enricher = Enricher(topology or default_topology())
         self.stats: Counter[str] = Counter()
         self.bases: list[_Base] = []
@@ -145,6 +160,7 @@ class SigmaEngine:
                     silent.add(id(target))
             self.corrs.append(_Corr(cmeta, state, bases))
         self._corr_of = {id(c.state): c for c in self.corrs}
+        self._by_rule = {c.meta.id: c for c in self.corrs}
         by_kind: dict[str, list[tuple[int, Node]]] = {}
         for rule, meta in pack.rules:
             try:
@@ -189,14 +205,46 @@ class SigmaEngine:
                 out.append(self._alert(base, kind, rec, ts))
             for state, ref_name, cmeta in base.feeds:
                 hit = self._hit(kind, rec, ts, base.meta, cmeta)
-                fired = state.feed(ref_name, rec, hit)
-                corr = self._corr_of[id(state)]
-                if fired is not None:
-                    out.append(self._corr_alert(corr, fired))
-                if ts - corr.last_sweep >= max(state.span // 4, NS):
-                    corr.last_sweep = ts
-                    out.extend(self._corr_alert(corr, f) for f in state.expire(state.watermark))
+                if self.mode == "publish":
+                    self.hits.append(
+                        _published(cmeta.id, ref_name, state.key_of(ref_name, rec), hit)
+                    )
+                else:
+                    key, value = state.key_of(ref_name, rec)
+                    out.extend(self._count(self._corr_of[id(state)], ref_name, key, value, hit))
         self.stats["alerts"] += len(out)
+        return out
+
+    def correlate(self, hit: CorrelationHit) -> list[Alert]:
+        """Alerts of the correlation that counts ``hit`` (published by another member in
+        ``publish`` mode); a hit of a rule this pack does not have is counted and dropped."""
+        corr = self._by_rule.get(hit.rule_id)
+        if corr is None:
+            self.stats["unknown_correlation"] += 1
+            return []
+        h = Hit(hit.ts, hit.source_uid, hit.flow_uids, hit.event_uids, hit.attackers,
+                hit.targets, hit.enterprises, hit.vantage, hit.evidence)  # fmt: skip
+        value = None if hit.value is None else _frozen(hit.value)
+        out = self._count(corr, hit.reference, _frozen(hit.group), value, h)
+        self.stats["alerts"] += len(out)
+        return out
+
+    def take_hits(self) -> list[CorrelationHit]:
+        """``publish`` mode: the hits made since the last call, for the hits topic."""
+        out, self.hits = self.hits, []
+        self.stats["hits_published"] += len(out)
+        return out
+
+    def _count(
+        self, corr: _Corr, ref: str, key: tuple[Any, ...], value: Any, hit: Hit
+    ) -> list[Alert]:
+        state, out = corr.state, []
+        fired = state.feed_key(ref, key, value, hit)
+        if fired is not None:
+            out.append(self._corr_alert(corr, fired))
+        if hit.ts - corr.last_sweep >= max(state.span // 4, NS):
+            corr.last_sweep = hit.ts
+            out.extend(self._corr_alert(corr, f) for f in state.expire(state.watermark))
         return out
 
     def flush(self) -> list[Alert]:
@@ -307,6 +355,18 @@ class SigmaEngine:
             reason=reason,
             evidence=evidence,
         )
+
+
+def _published(rule_id: str, ref: str, kv: tuple[tuple[Any, ...], Any], h: Hit) -> CorrelationHit:
+    return CorrelationHit(
+        CorrelationHit.make_uid(rule_id, ref, h.uid), h.ts, rule_id, ref, kv[0], kv[1], h.uid,
+        h.flow_uids, h.event_uids, h.attackers, h.targets, h.enterprises, h.vantage, h.evidence,
+    )  # fmt: skip
+
+
+def _frozen(values: Any) -> tuple[Any, ...]:
+    """Group or counted values as they were before JSON (lists back to tuples: hashable)."""
+    return tuple(_frozen(v) if isinstance(v, list | tuple) else v for v in values)
 
 
 def _values(rec: dict[str, Any], fields: tuple[str, ...]) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from parkwatch.schema import (
     RECORD_TYPES,
     Alert,
     ArpEvent,
+    CorrelationHit,
     FlowRecord,
     Incident,
     OtEvent,
@@ -79,6 +80,9 @@ class Topics(BaseModel):
     events: str = Field("parkwatch.events", description="OT/IT events, ARP events, weirds.")
     alerts: str = Field("parkwatch.alerts", description="Detector alerts.")
     incidents: str = Field("parkwatch.incidents", description="Correlated incidents.")
+    hits: str = Field(
+        "parkwatch.hits", description="Correlation hits between detect members (split mode)."
+    )
     feed_prefix: str = Field("parkwatch.feed", description="Per-enterprise feed topic prefix.")
 
     def feed(self, enterprise: str) -> str:
@@ -92,6 +96,8 @@ class Topics(BaseModel):
             return self.alerts
         if isinstance(record, Incident):
             return self.incidents
+        if isinstance(record, CorrelationHit):
+            return self.hits
         return self.events
 
 
@@ -165,7 +171,10 @@ def record_id(record: Record) -> str:
 
 def key_for(record: Record) -> bytes | None:
     """Partition key: Community ID for flows and OT/IT events, the first attacker (else the
-    first enterprise) for alerts and incidents, the sender IP for ARP, the vantage for weirds."""
+    first enterprise) for alerts and incidents, the sender IP for ARP, the vantage for weirds,
+    the correlation rule and group for correlation hits."""
+    if isinstance(record, CorrelationHit):
+        return record.partition_key()
     key: str | None = None
     if isinstance(record, FlowRecord | OtEvent):
         key = record.community_id

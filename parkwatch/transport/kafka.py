@@ -299,7 +299,8 @@ class KafkaGroupConsumer:
                 owner._buf = [b for b in owner._buf if b[1] not in gone]
 
             def on_partitions_assigned(self, assigned: Any) -> None:
-                pass
+                parts = ",".join(sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
+                log.info("group %s member %x assigned %s", group, id(owner), parts)
 
         self.settings = settings
         self._offsets: dict[Any, int] = {}

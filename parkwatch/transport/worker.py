@@ -86,9 +86,11 @@ def run_stage(
     weird_topic: str | None = TOPICS.events,
     flush_timeout: float | None = None,
     on_batch: Callable[[StageStats], None] | None = None,
+    idle_when: Callable[[], bool] | None = None,
 ) -> StageStats:
     """Run a stage until ``stop`` is set, ``idle_exit`` seconds pass with no message, or
-    ``max_batches`` batches were committed; return its counters.
+    ``max_batches`` batches were committed; return its counters. With ``idle_when``, idle
+    time counts only while it returns True (a stage fed by another that is still running).
 
     ``process`` gets the batch's new records (in poll order) and returns the records to
     publish with their topics. A :class:`TransportError` while publishing, flushing or
@@ -104,7 +106,9 @@ def run_stage(
                 break
             msgs = consumer.poll(poll_timeout, max_records)
             if not msgs:
-                if idle_exit is not None and time.monotonic() - last >= idle_exit:
+                if idle_when is not None and not idle_when():
+                    last = time.monotonic()
+                elif idle_exit is not None and time.monotonic() - last >= idle_exit:
                     break
                 continue
             last = time.monotonic()

@@ -3,9 +3,10 @@
 Consumes alerts (and flows/events, the evidence of defended verdicts), keeps incidents up to
 date and publishes each incident whenever it changes (same id: consumers and stores upsert),
 to the incidents topic, the SQLite store, optionally Elasticsearch, and each enterprise's
-feed. Incidents are recomputed from the alerts so far, so the result does not depend on how
-the input was split into batches; alerts older than ``--keep`` behind the newest are dropped
-from memory (their incidents stay in the store).
+feed. Incidents are recomputed from the alerts so far, so the grouping does not depend on how
+the input was split into batches or ordered across partitions; an incident that later alerts
+regrouped is removed from the store (:class:`LiveCorrelator`). Alerts older than ``--keep``
+behind the newest are dropped from memory (their incidents stay in the store).
 """
 
 from __future__ import annotations
@@ -91,15 +92,24 @@ class StoreSync:
 
 
 class LiveCorrelator:
-    """Batches in, changed incidents out."""
+    """Batches in; the batch's alerts, the changed incidents and the ids of superseded ones out.
+
+    An incident is *superseded* when alerts that arrived later regrouped its alerts (an earlier
+    alert of the same attack arrived late, so the group's first alert and with it the id
+    changed; or an anomaly alert that stood alone now corroborates an incident). Its alerts are
+    then part of the incidents sent in its place, so it must be withdrawn, or the store would
+    count that attack twice. An incident with alerts dropped from memory (``keep``) is not
+    superseded: it stays as sent.
+    """
 
     def __init__(self, corr: Correlator, keep_ns: int) -> None:
         self.corr = corr
         self.keep = keep_ns
         self.sent: dict[str, bytes] = {}
+        self.alerts_of: dict[str, tuple[str, ...]] = {}  # sent incident id -> its alert uids
         self.newest = 0
 
-    def process(self, records: list[Record]) -> tuple[list[Alert], list[Incident]]:
+    def process(self, records: list[Record]) -> tuple[list[Alert], list[Incident], list[str]]:
         alerts = [r for r in records if isinstance(r, Alert)]
         for r in records:
             if not isinstance(r, Alert):
@@ -114,8 +124,16 @@ class LiveCorrelator:
             blob = inc.to_json()
             if self.sent.get(inc.id) != blob:
                 self.sent[inc.id] = blob
+                self.alerts_of[inc.id] = inc.alert_uids
                 changed.append(inc)
-        return alerts, changed
+        now = {i.id for i in incs}
+        held = {a.uid for a in self.corr.pending()}
+        gone = sorted(
+            i for i, uids in self.alerts_of.items() if i not in now and held.issuperset(uids)
+        )
+        for i in gone:
+            del self.sent[i], self.alerts_of[i]
+        return alerts, changed, gone
 
 
 def _feeds(path: str | None, transport: Any, store: SqliteStore) -> Any:
@@ -186,9 +204,10 @@ def correlate_command(
 
     def process(records: list[Record]) -> list[tuple[str, Record]]:
         sync.observe(records, live.corr)
-        alerts, changed = live.process(records)
+        alerts, changed, gone = live.process(records)
         # durable before the input is committed
         store.put([*sync.facts(records, changed, store_events), *alerts, *changed])
+        store.remove_incidents(gone)  # regrouped into the changed ones
         if es is not None:
             es.put([*alerts, *changed])
         if feeds is not None:

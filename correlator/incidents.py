@@ -147,6 +147,10 @@ class Correlator:
             self.book.watch(a)
             self._pending.append(a)
 
+    def pending(self) -> list[Alert]:
+        """The alerts held in memory (added, not suppressed, not forgotten)."""
+        return list(self._pending)
+
     def forget_before(self, ts: int) -> None:
         """Drop alerts older than ``ts`` from memory (a long-running correlator's bound)."""
         self._pending = [a for a in self._pending if a.ts >= ts]

@@ -13,7 +13,7 @@ import pytest
 from correlator.correlate_cli import LiveCorrelator
 from correlator.incidents import Correlator
 from correlator.replay import replay_capture
-from detectors.detect_cli import detect_batches
+from detectors.detect_cli import detect_batches, event_time
 from detectors.stage import DetectionStage
 from parkwatch.config import load_settings
 from parkwatch.schema import Incident, Record
@@ -26,7 +26,12 @@ from tests.servers_kafka import tansu_factory  # noqa: F401
 ROOT = Path(__file__).resolve().parents[1]
 PCAPS = ROOT / "replay_pcaps"
 PARK = PCAPS / "park.yaml"
-CAPTURES = ["modbus_unauthorized_write.pcap", "it_ftp_brute_force.pcap", "s7comm_plc_attacks.pcap"]
+CAPTURES = [
+    "modbus_unauthorized_write.pcap",
+    "it_ftp_brute_force.pcap",
+    "s7comm_plc_attacks.pcap",
+    "sample_park.pcap",
+]
 
 
 def facts(capture: Path) -> list[Record]:
@@ -74,8 +79,10 @@ def test_stages_over_the_transport_equal_the_embedded_replay(name):
     latest: dict[str, Incident] = {}
 
     def correlate(batch: list[Record]) -> list[tuple[str, Record]]:
-        _alerts, changed = live.process(batch)
+        _alerts, changed, gone = live.process(batch)
         latest.update({i.id: i for i in changed})
+        for i in gone:
+            del latest[i]
         return [(ts.topics.incidents, i) for i in changed]
 
     run_stage(
@@ -92,13 +99,48 @@ def test_stages_over_the_transport_equal_the_embedded_replay(name):
     assert shape(list(latest.values())) == shape(want)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_live_correlator_in_any_delivery_order_stores_the_embedded_incidents(seed, tmp_path):
+    """Partitions deliver alerts and facts in any order: incidents that later alerts regroup
+    (their id changes, or a loose anomaly alert joins one) are withdrawn from the store."""
+    import random
+
+    capture = PCAPS / "sample_park.pcap"
+    topo = load_topology(PARK)
+    recs = facts(capture)
+    stage = DetectionStage(topo)
+    alerts = [a for r in sorted(recs, key=event_time) for a in stage.process(r)] + stage.flush()
+    todo = [*recs, *alerts]
+    random.Random(seed).shuffle(todo)
+    live = LiveCorrelator(Correlator(topo), 24 * 3600 * 10**9)
+    withdrawn = 0
+    with SqliteStore.open(tmp_path / "park.db") as st:
+        for lo in range(0, len(todo), 50):
+            got_alerts, changed, gone = live.process(todo[lo : lo + 50])
+            st.put([*got_alerts, *changed])
+            withdrawn += st.remove_incidents(gone)
+        stored = st.incidents()
+    want = embedded(capture)
+    assert withdrawn  # this order did regroup incidents (else the test shows nothing)
+    assert shape(stored) == shape(want) and len(stored) == len(want)
+
+
 @pytest.mark.server
 @pytest.mark.slow
-def test_cli_stages_over_kafka_fill_the_store_like_the_embedded_replay(tansu_factory, tmp_path):  # noqa: F811
+@pytest.mark.parametrize(
+    ("mode", "name"), [("local", CAPTURES[0]), ("split", CAPTURES[1]), ("split", CAPTURES[3])]
+)  # correlations (FTP brute force, a port scan) counted by the split mode counting member
+def test_cli_stages_over_kafka_fill_the_store_like_the_embedded_replay(
+    tansu_factory,  # noqa: F811
+    tmp_path,
+    mode,
+    name,
+):
     broker = tansu_factory()
     ts = TransportSettings()
-    broker.create_topics([ts.topics.flows, ts.topics.events, ts.topics.alerts, ts.topics.incidents])
-    capture = PCAPS / CAPTURES[0]
+    topics = [ts.topics.flows, ts.topics.events, ts.topics.alerts, ts.topics.incidents]
+    broker.create_topics(topics)  # split mode: detect creates the hits topic itself
+    capture = PCAPS / name
 
     def pw(*args: str) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "parkwatch.cli", *args]
@@ -119,8 +161,10 @@ def test_cli_stages_over_kafka_fill_the_store_like_the_embedded_replay(tansu_fac
         str(tmp_path / "spool"),
     )
     assert res.returncode == 0, res.stderr
-    res = pw("detect", "--from", broker.url, "--topology", str(PARK), "--idle-exit", "6")
+    res = pw("detect", "--from", broker.url, "--topology", str(PARK), "--idle-exit", "6",
+             "--correlations", mode)  # fmt: skip
     assert res.returncode == 0 and "alerts published" in res.stderr, res.stderr
+    assert ("correlation hits published" in res.stderr) == (mode == "split"), res.stderr
     db = tmp_path / "park.db"
     res = pw(
         "correlate",

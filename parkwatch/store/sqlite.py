@@ -175,6 +175,16 @@ class SqliteStore:
         )
         self._link("incidents", inc.id, record_enterprises(inc))
 
+    def remove_incidents(self, ids: list[str]) -> int:
+        """Delete incidents ``ids`` (superseded by a regrouping); return how many were here."""
+        n = 0
+        with self.transaction() as c:
+            for iid in ids:
+                c.execute("DELETE FROM incident_alerts WHERE incident_id = ?", (iid,))
+                c.execute("DELETE FROM enterprises WHERE kind = 'incidents' AND rid = ?", (iid,))
+                n += c.execute("DELETE FROM incidents WHERE id = ?", (iid,)).rowcount
+        return n
+
     # operator workflow ----------------------------------------------------------------------
 
     @contextlib.contextmanager

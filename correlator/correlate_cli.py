@@ -210,6 +210,7 @@ def correlate_command(
         store.remove_incidents(gone)  # regrouped into the changed ones
         if es is not None:
             es.put([*alerts, *changed])
+            es.remove("incidents", gone)
         if feeds is not None:
             feeds.publish([*alerts, *changed])
         return [(ts.topics.incidents, i) for i in changed]

@@ -284,6 +284,29 @@ class ElasticSink:
         )
         return ok, errors
 
+    def remove(self, kind: str, ids: Sequence[str]) -> int:
+        """Delete documents ``ids`` of ``kind`` through its write alias (superseded incidents);
+        returns how many were there. Documents in indices rolled over by hand stay."""
+        if not ids:
+            return 0
+        if not self._ready:
+            self.setup()
+        alias = self.alias(kind)
+        ops = [{"delete": {"_index": alias, "_id": i}} for i in ids]
+        resp = self._call(
+            f"delete of {len(ids)} documents",
+            partial(self.client.bulk, operations=ops, refresh=self.refresh),
+        )
+        done = 0
+        for item in resp["items"]:
+            result = next(iter(item.values()))
+            status = int(result.get("status", 500))
+            if 200 <= status < 300:
+                done += 1
+            elif status != 404:  # 404: never indexed here, nothing to remove
+                raise rejection_error(result)
+        return done
+
     def search(self, kind: str, query: dict[str, Any], size: int = 100) -> list[dict[str, Any]]:
         """``_source`` of documents matching a DSL ``query`` (term/range) in ``kind``."""
         resp = self._call(

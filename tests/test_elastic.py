@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import threading
@@ -264,3 +265,12 @@ def test_documents_nest_ecs_names() -> None:
     d = document(dns)
     assert d["dns"]["question"]["name"] == "plc.example" and d["dns"]["answers_count"] == 2
     assert d["ics"]["attrs"]["nested"]["a"] == [1, '{"b":2}']
+
+
+def test_superseded_incidents_are_removed(sink: ElasticSink) -> None:
+    a, b = sample_incident(), dataclasses.replace(sample_incident(), id="inc-other")
+    sink.put([a, b])
+    assert sink.count("incidents") == 2
+    assert sink.remove("incidents", [a.id, "inc-never-indexed"]) == 1
+    assert sink.count("incidents") == 1
+    assert [d["event"]["id"] for d in sink.search("incidents", {"match_all": {}})] == [b.id]

@@ -57,9 +57,10 @@ def detect_batches(stage: DetectionStage, alerts_topic: str, hits_topic: str | N
             out.extend(stage.process(rec))
         pairs: list[tuple[str, Record]] = [(alerts_topic, a) for a in out]
         hits = stage.sigma.take_hits()
-        if hits and hits_topic is None:
-            raise ParkWatchError("correlation hits made but no hits topic to publish them to")
-        pairs.extend((str(hits_topic), h) for h in hits)
+        if hits:
+            if hits_topic is None:
+                raise ParkWatchError("correlation hits made but no hits topic to publish them to")
+            pairs.extend((hits_topic, h) for h in hits)
         return pairs
 
     return process
@@ -133,9 +134,6 @@ def run_detect(
     transport = open_transport(url, ts)
     try:
         if counter is not None:
-            ensure = getattr(transport, "ensure_topics", None)
-            if ensure is not None:  # a consumer of a topic not made yet may miss it for minutes
-                ensure([ts.topics.hits, ts.topics.alerts])
             thread.start()
         st = run_stage(
             transport,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -223,7 +222,7 @@ def test_split_correlations_over_kafka(records, kafka_broker, caplog):  # noqa: 
     assert all(r.counting and r.counting.records for r in runs)
 
 
-def test_detect_cli_names_the_mode(tmp_path: Path):
+def test_detect_cli_names_the_mode():
     from click.testing import CliRunner
 
     from detectors.detect_cli import detect_command

@@ -167,11 +167,6 @@ class Correlator:
     def _field(self, name: str, ref_name: str) -> str:
         return self.aliases.get(name, {}).get(ref_name, name)
 
-    def feed(self, ref_name: str, rec: dict[str, Any], hit: Hit) -> Fired | None:
-        """Add a hit of the rule referenced as ``ref_name`` (``rec``: the record it matched)."""
-        key, value = self.key_of(ref_name, rec)
-        return self.feed_key(ref_name, key, value, hit)
-
     def key_of(self, ref_name: str, rec: dict[str, Any]) -> tuple[tuple[Any, ...], Any]:
         """The group key of ``rec`` and, for ``value_count``, its counted values (a tuple
         holding None: the record lacks a counted field and does not count)."""
@@ -183,9 +178,10 @@ class Correlator:
             value = tuple(rec.get(self._field(f, ref_name)) for f in fields)
         return key, value
 
-    def feed_key(self, ref_name: str, key: tuple[Any, ...], value: Any, hit: Hit) -> Fired | None:
-        """:meth:`feed` with the group key and value already taken from the record (a hit
-        that another process matched: :class:`~parkwatch.schema.CorrelationHit`)."""
+    def feed(self, ref_name: str, key: tuple[Any, ...], value: Any, hit: Hit) -> Fired | None:
+        """Add a hit of the rule referenced as ``ref_name``, with the group key and value
+        :meth:`key_of` took from the record it matched (in this process, or in another that
+        published it as a :class:`~parkwatch.schema.CorrelationHit`)."""
         ts = hit.ts
         if ts > self.watermark:
             self.watermark = ts

@@ -239,7 +239,7 @@ class SigmaEngine:
         self, corr: _Corr, ref: str, key: tuple[Any, ...], value: Any, hit: Hit
     ) -> list[Alert]:
         state, out = corr.state, []
-        fired = state.feed_key(ref, key, value, hit)
+        fired = state.feed(ref, key, value, hit)
         if fired is not None:
             out.append(self._corr_alert(corr, fired))
         if hit.ts - corr.last_sweep >= max(state.span // 4, NS):

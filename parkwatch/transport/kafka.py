@@ -269,6 +269,10 @@ class KafkaTransport:
 
     # -- consumer -------------------------------------------------------------------------
     def subscribe(self, topics: Sequence[str], group: str) -> KafkaGroupConsumer:
+        """Join ``group`` on ``topics``, creating the missing ones first (as the in-memory
+        broker does): a consumer subscribed to a topic made later may not see it until its
+        next metadata refresh, minutes away."""
+        self.ensure_topics(topics)
         return KafkaGroupConsumer(self.bootstrap, topics, group, self.settings)
 
     def close(self) -> None:
